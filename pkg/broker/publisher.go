@@ -1,0 +1,235 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"sync"
+	"sync/atomic"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Publish outcomes other than success. All of them mean "not stored": the
+// caller must not report the message as accepted.
+var (
+	// ErrUnavailable: no connection to the broker, or the connection is blocked.
+	ErrUnavailable = errors.New("broker unavailable")
+	// ErrNotConfirmed: the channel closed before the broker confirmed.
+	ErrNotConfirmed = errors.New("publish not confirmed by broker")
+	// ErrNacked: the broker refused to store the message.
+	ErrNacked = errors.New("publish refused by broker (nack)")
+	// ErrUnroutable: no queue is bound for the routing key (mandatory return).
+	ErrUnroutable = errors.New("message unroutable: no queue bound for it")
+)
+
+// headerPublishSeq carries the channel's publish sequence number so that a
+// mandatory return, which has no delivery tag, can be matched to its publish.
+const headerPublishSeq = "x-relay-publish-seq"
+
+// Publisher publishes with confirms over a set of channels that it opens on
+// each connection handed to Attach. It is safe for concurrent use; Publish
+// fails fast with ErrUnavailable while no connection is attached.
+type Publisher struct {
+	channels int
+
+	mu      sync.RWMutex
+	set     []*confirmChannel
+	next    atomic.Uint64
+	blocked atomic.Bool
+}
+
+// NewPublisher returns a Publisher that opens channels channels per connection.
+// One channel already pipelines thousands of confirms; a few more spread
+// frame encoding over cores.
+func NewPublisher(channels int) *Publisher {
+	return &Publisher{channels: max(channels, 1)}
+}
+
+// Attach opens the publishing channels on conn. Call Detach before attaching
+// to another connection.
+func (p *Publisher) Attach(conn *amqp.Connection) error {
+	set := make([]*confirmChannel, 0, p.channels)
+	for range p.channels {
+		c, err := openConfirmChannel(conn)
+		if err != nil {
+			for _, c := range set {
+				c.close()
+			}
+			return err
+		}
+		set = append(set, c)
+	}
+	p.mu.Lock()
+	p.set = set
+	p.mu.Unlock()
+	return nil
+}
+
+// Detach closes the channels. Publishes still waiting for a confirm fail with
+// ErrNotConfirmed.
+func (p *Publisher) Detach() {
+	p.mu.Lock()
+	set := p.set
+	p.set = nil
+	p.mu.Unlock()
+	for _, c := range set {
+		c.close()
+	}
+}
+
+// SetBlocked marks the connection as blocked by a broker resource alarm:
+// publishing would hang, so Publish fails fast instead.
+func (p *Publisher) SetBlocked(blocked bool) { p.blocked.Store(blocked) }
+
+// Ready reports whether Publish can currently succeed.
+func (p *Publisher) Ready() bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return len(p.set) > 0 && !p.blocked.Load()
+}
+
+// Publish sends msg as a mandatory publish and waits until the broker
+// confirmed it or ctx ends. It returns nil only when the message is stored in
+// at least one queue. A ctx that ends first gives an error: the message may or
+// may not be stored, so the caller must treat it as not stored (and may
+// publish again, which can duplicate it).
+func (p *Publisher) Publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
+	if p.blocked.Load() {
+		return fmt.Errorf("%w: connection blocked by a broker resource alarm", ErrUnavailable)
+	}
+	p.mu.RLock()
+	var c *confirmChannel
+	if n := len(p.set); n > 0 {
+		c = p.set[p.next.Add(1)%uint64(n)]
+	}
+	p.mu.RUnlock()
+	if c == nil {
+		return fmt.Errorf("%w: not connected", ErrUnavailable)
+	}
+
+	result, err := c.publish(ctx, exchange, key, msg)
+	if err != nil {
+		return err
+	}
+	select {
+	case err := <-result:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrNotConfirmed, ctx.Err())
+	}
+}
+
+// confirmChannel is one channel in confirm mode plus the goroutine that
+// matches confirms and returns to waiting publishers.
+type confirmChannel struct {
+	ch *amqp.Channel
+
+	publishMu sync.Mutex // held while taking a sequence number and writing the frames
+
+	pendingMu sync.Mutex
+	pending   map[uint64]chan error
+	closed    bool
+	done      chan struct{}
+}
+
+func openConfirmChannel(conn *amqp.Connection) (*confirmChannel, error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("open publish channel: %w", err)
+	}
+	if err := ch.Confirm(false /* noWait */); err != nil {
+		_ = ch.Close()
+		return nil, fmt.Errorf("enable publisher confirms: %w", err)
+	}
+	c := &confirmChannel{ch: ch, pending: map[uint64]chan error{}, done: make(chan struct{})}
+	// Unbuffered on purpose: the library hands both over from its single reader
+	// goroutine, one after the other, and only an unbuffered hand-over keeps
+	// their order for the loop: a message's return always comes before its ack.
+	// The loop never blocks, so the reader never waits on it.
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation))
+	returns := ch.NotifyReturn(make(chan amqp.Return))
+	go c.loop(confirms, returns)
+	return c, nil
+}
+
+func (c *confirmChannel) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) (<-chan error, error) {
+	result := make(chan error, 1)
+	headers := make(amqp.Table, len(msg.Headers)+1)
+	maps.Copy(headers, msg.Headers)
+	msg.Headers = headers
+
+	c.publishMu.Lock()
+	defer c.publishMu.Unlock()
+	seq := c.ch.GetNextPublishSeqNo()
+	msg.Headers[headerPublishSeq] = int64(seq)
+
+	c.pendingMu.Lock()
+	if c.closed {
+		c.pendingMu.Unlock()
+		return nil, fmt.Errorf("%w: channel closed", ErrUnavailable)
+	}
+	c.pending[seq] = result
+	c.pendingMu.Unlock()
+
+	if err := c.ch.PublishWithContext(ctx, exchange, key, true /* mandatory */, false /* immediate */, msg); err != nil {
+		c.pendingMu.Lock()
+		delete(c.pending, seq)
+		c.pendingMu.Unlock()
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return result, nil
+}
+
+func (c *confirmChannel) loop(confirms <-chan amqp.Confirmation, returns <-chan amqp.Return) {
+	defer close(c.done)
+	returned := map[uint64]bool{}
+	for {
+		select {
+		case r, ok := <-returns:
+			if !ok {
+				returns = nil
+				continue
+			}
+			if seq, ok := r.Headers[headerPublishSeq].(int64); ok {
+				returned[uint64(seq)] = true
+			}
+		case cf, ok := <-confirms:
+			if !ok {
+				c.failPending()
+				return
+			}
+			var err error
+			switch {
+			case !cf.Ack:
+				err = ErrNacked
+			case returned[cf.DeliveryTag]:
+				err = ErrUnroutable
+			}
+			delete(returned, cf.DeliveryTag)
+			c.pendingMu.Lock()
+			result := c.pending[cf.DeliveryTag]
+			delete(c.pending, cf.DeliveryTag)
+			c.pendingMu.Unlock()
+			if result != nil {
+				result <- err
+			}
+		}
+	}
+}
+
+func (c *confirmChannel) failPending() {
+	c.pendingMu.Lock()
+	defer c.pendingMu.Unlock()
+	c.closed = true
+	for seq, result := range c.pending {
+		result <- ErrNotConfirmed
+		delete(c.pending, seq)
+	}
+}
+
+func (c *confirmChannel) close() {
+	_ = c.ch.Close() // closing also closes the notify channels, which ends loop
+	<-c.done
+}

@@ -1,0 +1,146 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Reconnect delays: the first retry comes quickly (a broker restart takes a
+// few seconds), later ones spread out so a long outage costs little, and jitter
+// keeps a fleet of replicas from reconnecting in lockstep.
+const (
+	reconnectInitial = 250 * time.Millisecond
+	reconnectMax     = 15 * time.Second
+	reconnectJitter  = 0.5
+	// stableSession is how long a session must last before the backoff resets.
+	stableSession = 30 * time.Second
+	// heartbeat detects dead TCP connections (a cut network sends no FIN).
+	heartbeat = 10 * time.Second
+)
+
+// Session uses one connection until it is lost or ctx ends. It returns nil
+// when ctx ended and it shut down cleanly, an error otherwise. Wrap an error
+// with Fatal to stop Run instead of reconnecting.
+type Session func(ctx context.Context, conn *amqp.Connection) error
+
+// Dialer says where and as whom to connect.
+type Dialer struct {
+	URL  string       // amqp://user:pass@host:port/vhost
+	Name string       // connection_name, shown in the management UI
+	Log  *slog.Logger // connection events; the password is never logged
+	// OnConnected, if set, is told when a connection comes up (true) and goes away (false).
+	OnConnected func(bool)
+}
+
+// Run connects and runs session, reconnecting after every loss, until ctx
+// ends (returns nil) or session returns a Fatal error (returns it).
+func (d Dialer) Run(ctx context.Context, session Session) error {
+	b := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(reconnectInitial),
+		backoff.WithMaxInterval(reconnectMax),
+		backoff.WithRandomizationFactor(reconnectJitter),
+		backoff.WithMaxElapsedTime(0), // forever
+	)
+	where := Redact(d.URL)
+	for {
+		conn, err := amqp.DialConfig(d.URL, amqp.Config{
+			Heartbeat:  heartbeat,
+			Properties: amqp.Table{"connection_name": d.Name},
+		})
+		if err == nil {
+			d.Log.Info("broker connected", "broker", where)
+			d.notify(true)
+			started := time.Now()
+			err = session(ctx, conn)
+			d.notify(false)
+			_ = conn.Close() // may already be closed; nothing to do about a failure here
+			if ctx.Err() != nil {
+				return nil
+			}
+			var fatal *fatalError
+			if errors.As(err, &fatal) {
+				return fatal.err
+			}
+			if time.Since(started) > stableSession {
+				b.Reset()
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		wait := b.NextBackOff()
+		d.Log.Warn("broker connection lost; reconnecting", "broker", where, "err", err, "retry_in", wait.String())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (d Dialer) notify(up bool) {
+	if d.OnConnected != nil {
+		d.OnConnected(up)
+	}
+}
+
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
+
+// Fatal marks err as one that reconnecting cannot cure (a topology conflict, a
+// bad configuration): Run returns it instead of trying again.
+func Fatal(err error) error { return &fatalError{err: err} }
+
+// ErrConnectionLost is returned by Wait when the broker closed the connection.
+var ErrConnectionLost = errors.New("broker connection lost")
+
+// Wait blocks until conn closes (returns an error wrapping ErrConnectionLost)
+// or ctx ends (returns nil). While it waits it reports flow-control blocks
+// (memory or disk alarms) to onBlocked, if set.
+func Wait(ctx context.Context, conn *amqp.Connection, onBlocked func(blocked bool, reason string)) error {
+	// Buffered so the library never waits on us; both are drained until closed.
+	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+	blocked := conn.NotifyBlocked(make(chan amqp.Blocking, 4))
+	defer func() {
+		if onBlocked != nil {
+			onBlocked(false, "")
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err, ok := <-closed:
+			if !ok || err == nil {
+				return ErrConnectionLost
+			}
+			return fmt.Errorf("%w: %w", ErrConnectionLost, err)
+		case b, ok := <-blocked:
+			if !ok {
+				blocked = nil
+				continue
+			}
+			if onBlocked != nil {
+				onBlocked(b.Active, b.Reason)
+			}
+		}
+	}
+}
+
+// Redact returns the URL without its password, for logs.
+func Redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable AMQP URL)"
+	}
+	return u.Redacted()
+}

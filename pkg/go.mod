@@ -1,0 +1,8 @@
+module github.com/railco/relay/pkg
+
+go 1.26
+
+require (
+	github.com/cenkalti/backoff/v4 v4.3.0
+	github.com/rabbitmq/amqp091-go v1.16.0
+)

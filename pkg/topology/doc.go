@@ -1,0 +1,23 @@
+// Package topology declares relay's exchanges and queues on RabbitMQ, the same
+// way from every service, and names them for everyone else.
+//
+// With the default prefix "catering" and the default retry schedule
+// (1s × 5, four attempts) the topology is:
+//
+//	exchange catering (direct)            → quorum queue catering.registrations
+//	                                         dead-letters to catering.dlx
+//	default exchange → catering.registrations.retry.1s   (quorum, TTL 1s)
+//	                   catering.registrations.retry.5s   (quorum, TTL 5s)
+//	                   catering.registrations.retry.25s  (quorum, TTL 25s)
+//	                     each dead-letters back to catering → catering.registrations
+//	exchange catering.dlx (fanout)        → classic queue catering.registrations.dead
+//
+// A message that waits for a retry sits in the tier whose TTL is its delay, so
+// every message in a tier expires in arrival order: no head-of-line blocking
+// as with per-message TTLs. Tiers and the main queue use at-least-once
+// dead-lettering, so a message moving between them is never dropped.
+//
+// The dead-letter queue is a classic queue on purpose: classic queues have no
+// delivery limit, so inspecting dead letters (get, then requeue) any number of
+// times can never make the broker drop one, on 3.x or 4.x.
+package topology
