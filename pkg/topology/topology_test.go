@@ -1,0 +1,148 @@
+package topology_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/railco/relay/pkg/brokertest"
+	"github.com/railco/relay/pkg/topology"
+)
+
+func defaults() topology.Config {
+	return topology.Config{Prefix: "catering", MaxAttempts: 4, RetryInitial: time.Second, RetryMultiplier: 5,
+		RetryMax: 10 * time.Minute, DeliveryLimit: 100}
+}
+
+func TestNew_DefaultNamesAndTiers(t *testing.T) {
+	topo := topology.New(defaults())
+	if topo.Exchange != "catering" || topo.Queue != "catering.registrations" ||
+		topo.DeadExchange != "catering.dlx" || topo.DeadQueue != "catering.registrations.dead" {
+		t.Errorf("names: %+v", topo)
+	}
+	var got []string
+	for _, tier := range topo.Tiers() {
+		got = append(got, tier.Queue)
+	}
+	want := []string{"catering.registrations.retry.1s", "catering.registrations.retry.5s", "catering.registrations.retry.25s"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("tiers %v, want %v", got, want)
+	}
+}
+
+func TestSchedule_IsExponentialAndCapped(t *testing.T) {
+	got := topology.Schedule(time.Second, 5, 10*time.Minute, 6)
+	want := []time.Duration{time.Second, 5 * time.Second, 25 * time.Second, 125 * time.Second, 10 * time.Minute, 10 * time.Minute}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("schedule %v, want %v", got, want)
+		}
+	}
+	// Capped delays share one tier.
+	cfg := defaults()
+	cfg.MaxAttempts = 7
+	if n := len(topology.New(cfg).Tiers()); n != 5 {
+		t.Errorf("%d tiers for 6 delays with two equal, want 5", n)
+	}
+}
+
+func TestTierFor(t *testing.T) {
+	topo := topology.New(defaults()) // 1s, 5s, 25s
+	tests := []struct {
+		attempt int
+		atLeast time.Duration
+		want    time.Duration
+	}{
+		{1, 0, time.Second},
+		{2, 0, 5 * time.Second},
+		{3, 0, 25 * time.Second},
+		{9, 0, 25 * time.Second},                 // past the schedule: the last delay
+		{1, 3 * time.Second, 5 * time.Second},    // Retry-After longer than the tier: next tier that covers it
+		{1, 500 * time.Millisecond, time.Second}, // shorter Retry-After: the schedule wins
+		{1, time.Hour, 25 * time.Second},         // beyond reason: the longest tier
+		{2, 5 * time.Second, 5 * time.Second},    // exactly a tier
+	}
+	for _, tt := range tests {
+		if got := topo.TierFor(tt.attempt, tt.atLeast); got.Delay != tt.want {
+			t.Errorf("TierFor(%d, %s) = %s, want %s", tt.attempt, tt.atLeast, got.Delay, tt.want)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := map[string]func(*topology.Config){
+		"TOPOLOGY_PREFIX":        func(c *topology.Config) { c.Prefix = "" },
+		"MAX_DELIVERY_ATTEMPTS":  func(c *topology.Config) { c.MaxAttempts = 0 },
+		"RETRY_INITIAL_INTERVAL": func(c *topology.Config) { c.RetryInitial = 0 },
+		"RETRY_MULTIPLIER":       func(c *topology.Config) { c.RetryMultiplier = 0.5 },
+		"RETRY_MAX_INTERVAL":     func(c *topology.Config) { c.RetryMax = time.Millisecond },
+		"QUEUE_DELIVERY_LIMIT":   func(c *topology.Config) { c.DeliveryLimit = 4 },
+	}
+	if err := defaults().Validate(); err != nil {
+		t.Fatalf("defaults invalid: %v", err)
+	}
+	for name, breakIt := range tests {
+		cfg := defaults()
+		breakIt(&cfg)
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: Validate() = %v, want an error naming it", name, err)
+		}
+	}
+}
+
+func TestDeclare_IsIdempotent(t *testing.T) {
+	conn := brokertest.Dial(t)
+	cfg := brokertest.Config(t)
+	topo := brokertest.Declare(t, conn, cfg)
+	if err := topo.Declare(conn); err != nil {
+		t.Fatalf("second declare: %v", err)
+	}
+}
+
+func TestDeclare_MismatchNamesQueueAndArgument(t *testing.T) {
+	conn := brokertest.Dial(t)
+	cfg := brokertest.Config(t)
+	brokertest.Declare(t, conn, cfg)
+
+	cfg.RetryInitial = 150 * time.Millisecond // first tier's TTL changes, and so its name; the main queue stays
+	cfg.DeliveryLimit = 99
+	err := topology.New(cfg).Declare(conn)
+	var mismatch *topology.MismatchError
+	if !errors.As(err, &mismatch) {
+		t.Fatalf("declare with other arguments: %v, want *MismatchError", err)
+	}
+	if mismatch.Name != cfg.Prefix+".registrations" || mismatch.Arg != "x-delivery-limit" {
+		t.Errorf("mismatch names %s %q, want the main queue and x-delivery-limit", mismatch.Name, mismatch.Arg)
+	}
+	if strings.Contains(err.Error(), "PRECONDITION_FAILED") {
+		t.Errorf("error is the broker's bare text: %v", err)
+	}
+}
+
+// A message parked in a retry tier comes back to the main queue by itself
+// after the tier's TTL, through at-least-once dead-lettering.
+func TestTier_ReturnsMessageToMainQueueAfterTTL(t *testing.T) {
+	conn := brokertest.Dial(t)
+	topo := brokertest.Declare(t, conn, brokertest.Config(t))
+	tier := topo.Tiers()[1] // 200ms
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	sent := time.Now()
+	err = ch.Publish("", tier.Queue, true, false, amqp.Publishing{MessageId: "m1", DeliveryMode: amqp.Persistent, Body: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := brokertest.Get(t, conn, topo.Queue, 10*time.Second)
+	if waited := time.Since(sent); waited < tier.Delay {
+		t.Errorf("back after %s, before the tier's %s", waited, tier.Delay)
+	}
+	if d.MessageId != "m1" || string(d.Body) != "x" {
+		t.Errorf("got %q %q, want m1 x", d.MessageId, d.Body)
+	}
+}

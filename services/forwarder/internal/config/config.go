@@ -1,0 +1,91 @@
+// Package config loads the forwarder's settings from the environment.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/railco/relay/pkg/config"
+	"github.com/railco/relay/pkg/topology"
+)
+
+// Config is everything the forwarder reads from its environment, loaded once.
+type Config struct {
+	AMQPURL           string
+	Endpoint          string // CATERING_SERVICE_EP
+	Concurrency       int
+	Prefetch          int
+	DeliveryTimeout   time.Duration
+	NonRetryable      map[int]bool
+	PublishTimeout    time.Duration
+	PublisherChannels int
+	AdminAddr         string
+	LogLevel          string
+	LogFormat         string
+	Topology          topology.Config
+}
+
+// DefaultNonRetryable are the statuses that mean "this request will never
+// succeed as it is": retrying them only delays the dead letter.
+var DefaultNonRetryable = []int{400, 401, 403, 404, 405, 409, 410, 413, 415, 422}
+
+// Load reads the configuration through getenv and validates it.
+func Load(getenv config.Getenv) (Config, error) {
+	l := config.NewLoader(getenv)
+	c := Config{
+		AMQPURL:           l.String("AMQP_URL", "amqp://guest:guest@localhost:5672/"),
+		Endpoint:          l.String("CATERING_SERVICE_EP", "http://localhost:8280/catering"),
+		Concurrency:       l.Int("FORWARDER_CONCURRENCY", 16),
+		DeliveryTimeout:   l.Duration("DELIVERY_TIMEOUT", 10*time.Second),
+		NonRetryable:      l.IntSet("NON_RETRY_STATUS_CODES", DefaultNonRetryable),
+		PublishTimeout:    l.Duration("PUBLISH_TIMEOUT", 5*time.Second),
+		PublisherChannels: l.Int("PUBLISHER_CHANNELS", 2),
+		AdminAddr:         l.String("FORWARDER_ADMIN_ADDR", ":8291"),
+		LogLevel:          l.String("LOG_LEVEL", "info"),
+		LogFormat:         l.String("LOG_FORMAT", "json"),
+		Topology:          topology.LoadConfig(l),
+	}
+	// Twice the workers by default: a worker that finishes finds its next
+	// message already here instead of waiting a round trip for it.
+	c.Prefetch = l.Int("FORWARDER_PREFETCH", 2*c.Concurrency)
+	if err := l.Err(); err != nil {
+		return Config{}, err
+	}
+	return c, c.Validate()
+}
+
+// Validate reports every setting that cannot work.
+func (c Config) Validate() error {
+	var errs []error
+	if u, err := url.Parse(c.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("CATERING_SERVICE_EP %q must be an http(s) URL", c.Endpoint))
+	}
+	if c.Concurrency < 1 || c.Concurrency > 4096 {
+		errs = append(errs, errors.New("FORWARDER_CONCURRENCY must be between 1 and 4096"))
+	}
+	if c.Prefetch < c.Concurrency || c.Prefetch > 65535 {
+		errs = append(errs, errors.New("FORWARDER_PREFETCH must be at least FORWARDER_CONCURRENCY and at most 65535"))
+	}
+	if c.DeliveryTimeout <= 0 {
+		errs = append(errs, errors.New("DELIVERY_TIMEOUT must be positive"))
+	}
+	if c.PublishTimeout <= 0 {
+		errs = append(errs, errors.New("PUBLISH_TIMEOUT must be positive"))
+	}
+	if c.PublisherChannels < 1 {
+		errs = append(errs, errors.New("PUBLISHER_CHANNELS must be at least 1"))
+	}
+	for code := range c.NonRetryable {
+		if code < 100 || code > 599 {
+			errs = append(errs, fmt.Errorf("NON_RETRY_STATUS_CODES: %d is not an HTTP status", code))
+		} else if code >= 200 && code < 300 {
+			errs = append(errs, fmt.Errorf("NON_RETRY_STATUS_CODES: %d is a success status", code))
+		}
+	}
+	if err := c.Topology.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

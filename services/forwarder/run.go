@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/railco/relay/pkg/broker"
+	"github.com/railco/relay/pkg/logging"
+	"github.com/railco/relay/pkg/topology"
+	"github.com/railco/relay/services/forwarder/internal/config"
+	"github.com/railco/relay/services/forwarder/internal/delivery"
+	"github.com/railco/relay/services/forwarder/internal/forwarder"
+)
+
+// run wires the forwarder and blocks until ctx ends and everything in flight
+// is settled (nil), or something fails for good (the error).
+func run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	log, err := logging.New(stdout, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	log = log.With("service", "forwarder")
+
+	topo := topology.New(cfg.Topology)
+	pub := broker.NewPublisher(cfg.PublisherChannels)
+	client := delivery.NewClient(cfg.Endpoint, cfg.Concurrency)
+	defer client.Close()
+	fwd := forwarder.New(forwarder.Options{
+		Concurrency:     cfg.Concurrency,
+		Prefetch:        cfg.Prefetch,
+		DeliveryTimeout: cfg.DeliveryTimeout,
+		PublishTimeout:  cfg.PublishTimeout,
+		NonRetryable:    cfg.NonRetryable,
+	}, topo, pub, client, log)
+
+	var consuming atomic.Bool
+	session := func(ctx context.Context, conn *amqp.Connection) error {
+		if err := topo.Declare(conn); err != nil {
+			var mismatch *topology.MismatchError
+			if errors.As(err, &mismatch) {
+				return broker.Fatal(err)
+			}
+			return err
+		}
+		if err := pub.Attach(conn); err != nil {
+			return err
+		}
+		defer pub.Detach() // after Consume: in-flight moves still need it
+		go func() {
+			// Blocked-connection alarms and connection loss; Consume sees the loss on its channel.
+			_ = broker.Wait(ctx, conn, func(blocked bool, reason string) {
+				pub.SetBlocked(blocked)
+				if blocked {
+					log.Warn("broker blocked the connection", "reason", reason)
+				}
+			})
+		}()
+		consuming.Store(true)
+		defer consuming.Store(false)
+		return fwd.Consume(ctx, conn)
+	}
+
+	admin, err := listen(cfg.AdminAddr, getenv("FORWARDER_ADMIN_ADDR_FILE"))
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: adminHandler(&consuming), ReadHeaderTimeout: 5 * time.Second}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		d := broker.Dialer{URL: cfg.AMQPURL, Name: "relay-forwarder", Log: log}
+		err := d.Run(gctx, session)
+		log.Info("broker loop stopped")
+		return err
+	})
+	g.Go(func() error {
+		if err := srv.Serve(admin); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("admin server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(shutdownCtx)
+	})
+	log.Info("forwarder started", "endpoint", cfg.Endpoint, "admin", admin.Addr().String(),
+		"max_attempts", topo.MaxAttempts, "queue", topo.Queue, "dead_queue", topo.DeadQueue)
+	err = g.Wait()
+	log.Info("forwarder stopped")
+	return err
+}
+
+// listen opens addr and, when file is set, writes the bound address to it
+// (tests and scripts start on port 0 and read it).
+func listen(addr, file string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	if file != "" {
+		if err := os.WriteFile(file, []byte(ln.Addr().String()), 0o644); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("write %s: %w", file, err)
+		}
+	}
+	return ln, nil
+}
+
+func adminHandler(consuming *atomic.Bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if consuming.Load() {
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "consumer": "consuming"})
+			return
+		}
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "consumer": "disconnected"})
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
