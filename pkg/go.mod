@@ -7,3 +7,5 @@ require (
 	github.com/rabbitmq/amqp091-go v1.16.0
 	go.uber.org/goleak v1.3.0
 )
+
+require github.com/stretchr/testify v1.11.1 // indirect

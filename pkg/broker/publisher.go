@@ -83,6 +83,9 @@ func (p *Publisher) Detach() {
 // publishing would hang, so Publish fails fast instead.
 func (p *Publisher) SetBlocked(blocked bool) { p.blocked.Store(blocked) }
 
+// Blocked reports whether the broker has blocked the connection.
+func (p *Publisher) Blocked() bool { return p.blocked.Load() }
+
 // Ready reports whether Publish can currently succeed.
 func (p *Publisher) Ready() bool {
 	p.mu.RLock()

@@ -49,6 +49,10 @@ func (d Dialer) Run(ctx context.Context, session Session) error {
 		backoff.WithMaxElapsedTime(0), // forever
 	)
 	where := Redact(d.URL)
+	if _, err := amqp.ParseURI(d.URL); err != nil {
+		// The parser's error quotes the URL, password and all: keep it out of logs.
+		return fmt.Errorf("invalid AMQP URL %s", where)
+	}
 	for {
 		conn, err := amqp.DialConfig(d.URL, amqp.Config{
 			Heartbeat:  heartbeat,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -76,5 +77,13 @@ func TestRun_UnreachableBrokerRetriesUntilCancelled(t *testing.T) {
 func TestRedact_HidesPassword(t *testing.T) {
 	if got := broker.Redact("amqp://user:s3cret@host:5672/vh"); got != "amqp://user:xxxxx@host:5672/vh" {
 		t.Errorf("Redact = %q", got)
+	}
+}
+
+func TestRun_InvalidURLDoesNotLeakPassword(t *testing.T) {
+	d := broker.Dialer{URL: "amqp://guest:s3cret@host:notaport/", Name: "test", Log: quiet()}
+	err := d.Run(context.Background(), func(context.Context, *amqp.Connection) error { return nil })
+	if err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("Run = %v, want an error without the password", err)
 	}
 }

@@ -80,6 +80,7 @@ func Declare(t testing.TB, conn *amqp.Connection, cfg topology.Config) *topology
 
 // DeleteTopology removes topo on a connection of its own (the test's may be closed by now).
 func DeleteTopology(t testing.TB, topo *topology.Topology) {
+	t.Helper()
 	conn, err := amqp.Dial(URL())
 	if err != nil {
 		t.Logf("cleanup: %v", err)

@@ -9,6 +9,9 @@ require (
 	golang.org/x/sync v0.25.0
 )
 
-require github.com/cenkalti/backoff/v4 v4.3.0 // indirect
+require (
+	github.com/cenkalti/backoff/v4 v4.3.0 // indirect
+	github.com/stretchr/testify v1.11.1 // indirect
+)
 
 replace github.com/railco/relay/pkg => ../../pkg

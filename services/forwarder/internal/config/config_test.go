@@ -1,0 +1,59 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/railco/relay/services/forwarder/internal/config"
+)
+
+func load(env map[string]string) (config.Config, error) {
+	return config.Load(func(k string) string { return env[k] })
+}
+
+func TestLoad_Defaults(t *testing.T) {
+	c, err := load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Concurrency != 16 || c.Prefetch != 32 || c.DeliveryTimeout != 10*time.Second || c.AdminAddr != ":8291" ||
+		c.Topology.MaxAttempts != 4 || c.Topology.RetryInitial != time.Second || c.Topology.RetryMultiplier != 5 ||
+		c.Topology.RetryMax != 10*time.Minute {
+		t.Errorf("defaults: %+v", c)
+	}
+	for _, code := range []int{400, 401, 403, 404, 405, 409, 410, 413, 415, 422} {
+		if !c.NonRetryable[code] {
+			t.Errorf("%d not in the default NON_RETRY_STATUS_CODES", code)
+		}
+	}
+	if len(c.NonRetryable) != 10 {
+		t.Errorf("default non-retryable set has %d codes, want 10", len(c.NonRetryable))
+	}
+}
+
+func TestLoad_Overrides(t *testing.T) {
+	c, err := load(map[string]string{"FORWARDER_CONCURRENCY": "64", "NON_RETRY_STATUS_CODES": "400,422", "CATERING_SERVICE_EP": "https://example.com/c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Concurrency != 64 || c.Prefetch != 128 || len(c.NonRetryable) != 2 || c.Endpoint != "https://example.com/c" {
+		t.Errorf("overrides: %+v", c)
+	}
+}
+
+func TestLoad_Invalid(t *testing.T) {
+	tests := map[string]map[string]string{
+		"CATERING_SERVICE_EP":    {"CATERING_SERVICE_EP": "www.urldoesnotexist.com"},
+		"FORWARDER_CONCURRENCY":  {"FORWARDER_CONCURRENCY": "0"},
+		"FORWARDER_PREFETCH":     {"FORWARDER_PREFETCH": "1"},
+		"DELIVERY_TIMEOUT":       {"DELIVERY_TIMEOUT": "10"},
+		"NON_RETRY_STATUS_CODES": {"NON_RETRY_STATUS_CODES": "200"},
+		"MAX_DELIVERY_ATTEMPTS":  {"MAX_DELIVERY_ATTEMPTS": "0"},
+	}
+	for name, env := range tests {
+		if _, err := load(env); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: error %v, want one naming it", name, err)
+		}
+	}
+}

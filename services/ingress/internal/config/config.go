@@ -1,0 +1,112 @@
+// Package config holds the ingress settings, read once from the environment
+// at start-up.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	pkgconfig "github.com/railco/relay/pkg/config"
+	"github.com/railco/relay/pkg/logging"
+	"github.com/railco/relay/pkg/topology"
+)
+
+// Limits that Validate enforces.
+const (
+	// maxBodyLimit is RabbitMQ's default max_message_size (128 MiB): a larger
+	// body could never be published, so a limit above it only defers the failure.
+	maxBodyLimit = 128 << 20
+	// maxChannels is RabbitMQ's default channel_max per connection (2047).
+	maxChannels = 2047
+)
+
+// Config is the ingress configuration. Load fills every field; Validate
+// checks them.
+type Config struct {
+	Addr              string        // INGRESS_ADDR: where the HTTP server listens
+	AddrFile          string        // INGRESS_ADDR_FILE: if set, the bound address is written there once listening
+	AMQPURL           string        // AMQP_URL
+	PublishTimeout    time.Duration // PUBLISH_TIMEOUT: how long a request waits for the broker's confirm
+	MaxBodyBytes      int           // MAX_BODY_BYTES: larger request bodies get 413
+	PublisherChannels int           // PUBLISHER_CHANNELS: confirm-mode channels per connection
+	ShutdownTimeout   time.Duration // SHUTDOWN_TIMEOUT: how long shutdown waits for in-flight requests
+	RetryAfter        time.Duration // RETRY_AFTER: told to clients in Retry-After on 503
+	LogLevel          string        // LOG_LEVEL
+	LogFormat         string        // LOG_FORMAT
+	Topology          topology.Config
+}
+
+// Load reads the configuration through getenv, using defaults for unset
+// variables, and validates it. The error lists every problem found.
+func Load(getenv func(string) string) (Config, error) {
+	l := pkgconfig.NewLoader(getenv)
+	cfg := Config{
+		Addr:              l.String("INGRESS_ADDR", ":8290"),
+		AddrFile:          l.String("INGRESS_ADDR_FILE", ""),
+		AMQPURL:           l.String("AMQP_URL", "amqp://guest:guest@localhost:5672/"),
+		PublishTimeout:    l.Duration("PUBLISH_TIMEOUT", 5*time.Second),
+		MaxBodyBytes:      l.Int("MAX_BODY_BYTES", 64<<10),
+		PublisherChannels: l.Int("PUBLISHER_CHANNELS", 4),
+		ShutdownTimeout:   l.Duration("SHUTDOWN_TIMEOUT", 15*time.Second),
+		RetryAfter:        l.Duration("RETRY_AFTER", 5*time.Second),
+		LogLevel:          l.String("LOG_LEVEL", "info"),
+		LogFormat:         l.String("LOG_FORMAT", "json"),
+		Topology:          topology.LoadConfig(l),
+	}
+	if err := l.Err(); err != nil {
+		// Report unparseable values together with the range problems of the rest.
+		return cfg, errors.Join(err, cfg.Validate())
+	}
+	return cfg, cfg.Validate()
+}
+
+// Validate reports every setting the ingress cannot run with, joined.
+func (c Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("INGRESS_ADDR %q: want host:port, e.g. \":8290\"", c.Addr))
+	}
+	if _, err := amqp.ParseURI(c.AMQPURL); err != nil {
+		// url.Error repeats the URL, password included: keep only its cause.
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) {
+			err = urlErr.Err
+		}
+		errs = append(errs, fmt.Errorf("AMQP_URL: %w", err))
+	}
+	if c.PublishTimeout <= 0 {
+		errs = append(errs, errors.New("PUBLISH_TIMEOUT must be positive"))
+	}
+	if c.MaxBodyBytes < 1 || c.MaxBodyBytes > maxBodyLimit {
+		errs = append(errs, fmt.Errorf("MAX_BODY_BYTES must be between 1 and %d", maxBodyLimit))
+	}
+	if c.PublisherChannels < 1 || c.PublisherChannels > maxChannels {
+		errs = append(errs, fmt.Errorf("PUBLISHER_CHANNELS must be between 1 and %d", maxChannels))
+	}
+	// A request may wait PUBLISH_TIMEOUT for its confirm; shutdown must outlast
+	// it or it would close the connection under confirms still on their way.
+	if c.ShutdownTimeout <= c.PublishTimeout {
+		errs = append(errs, errors.New("SHUTDOWN_TIMEOUT must be above PUBLISH_TIMEOUT"))
+	}
+	// Retry-After is a whole number of seconds.
+	if c.RetryAfter < time.Second || c.RetryAfter%time.Second != 0 {
+		errs = append(errs, errors.New("RETRY_AFTER must be a whole number of seconds, at least 1s"))
+	}
+	// Checked one at a time so that two bad values give two messages.
+	if _, err := logging.New(io.Discard, c.LogLevel, "json"); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := logging.New(io.Discard, "info", c.LogFormat); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Topology.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

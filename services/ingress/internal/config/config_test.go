@@ -1,0 +1,156 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/railco/relay/pkg/topology"
+
+	"github.com/railco/relay/services/ingress/internal/config"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestLoad_Defaults(t *testing.T) {
+	got, err := config.Load(env(nil))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	want := config.Config{
+		Addr:              ":8290",
+		AddrFile:          "",
+		AMQPURL:           "amqp://guest:guest@localhost:5672/",
+		PublishTimeout:    5 * time.Second,
+		MaxBodyBytes:      65536,
+		PublisherChannels: 4,
+		ShutdownTimeout:   15 * time.Second,
+		RetryAfter:        5 * time.Second,
+		LogLevel:          "info",
+		LogFormat:         "json",
+		Topology: topology.Config{
+			Prefix:          "catering",
+			MaxAttempts:     4,
+			RetryInitial:    time.Second,
+			RetryMultiplier: 5,
+			RetryMax:        10 * time.Minute,
+			DeliveryLimit:   100,
+		},
+	}
+	if got != want {
+		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestLoad_Overrides(t *testing.T) {
+	got, err := config.Load(env(map[string]string{
+		"INGRESS_ADDR":           "127.0.0.1:0",
+		"INGRESS_ADDR_FILE":      "/tmp/addr",
+		"AMQP_URL":               "amqps://u:p@rabbit:5671/relay",
+		"PUBLISH_TIMEOUT":        "2s",
+		"MAX_BODY_BYTES":         "1024",
+		"PUBLISHER_CHANNELS":     "8",
+		"SHUTDOWN_TIMEOUT":       "30s",
+		"RETRY_AFTER":            "10s",
+		"LOG_LEVEL":              "debug",
+		"LOG_FORMAT":             "text",
+		"TOPOLOGY_PREFIX":        "test.x",
+		"MAX_DELIVERY_ATTEMPTS":  "6",
+		"RETRY_INITIAL_INTERVAL": "200ms",
+		"RETRY_MULTIPLIER":       "2.5",
+		"RETRY_MAX_INTERVAL":     "1m",
+		"QUEUE_DELIVERY_LIMIT":   "50",
+	}))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	want := config.Config{
+		Addr:              "127.0.0.1:0",
+		AddrFile:          "/tmp/addr",
+		AMQPURL:           "amqps://u:p@rabbit:5671/relay",
+		PublishTimeout:    2 * time.Second,
+		MaxBodyBytes:      1024,
+		PublisherChannels: 8,
+		ShutdownTimeout:   30 * time.Second,
+		RetryAfter:        10 * time.Second,
+		LogLevel:          "debug",
+		LogFormat:         "text",
+		Topology: topology.Config{
+			Prefix:          "test.x",
+			MaxAttempts:     6,
+			RetryInitial:    200 * time.Millisecond,
+			RetryMultiplier: 2.5,
+			RetryMax:        time.Minute,
+			DeliveryLimit:   50,
+		},
+	}
+	if got != want {
+		t.Errorf("overrides:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestLoad_Errors(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string // substrings the error must contain
+	}{
+		{"unparseable duration", map[string]string{"PUBLISH_TIMEOUT": "soon"}, []string{`PUBLISH_TIMEOUT="soon"`, "not a duration"}},
+		{"unparseable int", map[string]string{"MAX_BODY_BYTES": "64k"}, []string{`MAX_BODY_BYTES="64k"`, "not an integer"}},
+		{"addr without port", map[string]string{"INGRESS_ADDR": "localhost"}, []string{"INGRESS_ADDR", "host:port"}},
+		{"amqp url scheme", map[string]string{"AMQP_URL": "http://guest:secret@rabbit/"}, []string{"AMQP_URL"}},
+		{"zero publish timeout", map[string]string{"PUBLISH_TIMEOUT": "0s"}, []string{"PUBLISH_TIMEOUT must be positive"}},
+		{"zero body limit", map[string]string{"MAX_BODY_BYTES": "0"}, []string{"MAX_BODY_BYTES must be between"}},
+		{"huge body limit", map[string]string{"MAX_BODY_BYTES": "200000000"}, []string{"MAX_BODY_BYTES must be between"}},
+		{"zero channels", map[string]string{"PUBLISHER_CHANNELS": "0"}, []string{"PUBLISHER_CHANNELS must be between"}},
+		{"too many channels", map[string]string{"PUBLISHER_CHANNELS": "5000"}, []string{"PUBLISHER_CHANNELS must be between"}},
+		{"shutdown not above publish timeout", map[string]string{"SHUTDOWN_TIMEOUT": "5s"}, []string{"SHUTDOWN_TIMEOUT must be above PUBLISH_TIMEOUT"}},
+		{"retry after below a second", map[string]string{"RETRY_AFTER": "500ms"}, []string{"RETRY_AFTER must be a whole number of seconds"}},
+		{"retry after fractional", map[string]string{"RETRY_AFTER": "1500ms"}, []string{"RETRY_AFTER must be a whole number of seconds"}},
+		{"log level", map[string]string{"LOG_LEVEL": "loud"}, []string{"LOG_LEVEL"}},
+		{"log format", map[string]string{"LOG_FORMAT": "xml"}, []string{"LOG_FORMAT"}},
+		{"topology prefix", map[string]string{"TOPOLOGY_PREFIX": ""}, nil}, // blank means default: no error
+		{"topology attempts", map[string]string{"MAX_DELIVERY_ATTEMPTS": "0"}, []string{"MAX_DELIVERY_ATTEMPTS must be at least 1"}},
+		{"topology multiplier", map[string]string{"RETRY_MULTIPLIER": "0.5"}, []string{"RETRY_MULTIPLIER must be at least 1"}},
+		{"topology delivery limit", map[string]string{"QUEUE_DELIVERY_LIMIT": "3"}, []string{"QUEUE_DELIVERY_LIMIT must be above MAX_DELIVERY_ATTEMPTS"}},
+		{"all problems at once", map[string]string{"LOG_LEVEL": "loud", "LOG_FORMAT": "xml", "PUBLISHER_CHANNELS": "0", "RETRY_MULTIPLIER": "x"},
+			[]string{"LOG_LEVEL", "LOG_FORMAT", "PUBLISHER_CHANNELS", `RETRY_MULTIPLIER="x"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := config.Load(env(tt.env))
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("Load: unexpected error %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Load: no error, want one containing %q", tt.want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestValidate_NeverLeaksAMQPPassword(t *testing.T) {
+	for _, raw := range []string{"http://guest:s3cret@rabbit/", "amqp://guest:s3cret@rabbit:notaport/", "amqp://guest:s3cret@[::1/"} {
+		t.Run(raw, func(t *testing.T) {
+			cfg, _ := config.Load(env(nil))
+			cfg.AMQPURL = raw
+			err := cfg.Validate()
+			if err == nil {
+				t.Fatalf("Validate(%q): no error", raw)
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("error leaks the password: %v", err)
+			}
+		})
+	}
+}

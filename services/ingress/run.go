@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/railco/relay/pkg/broker"
+	"github.com/railco/relay/pkg/logging"
+	"github.com/railco/relay/pkg/topology"
+
+	"github.com/railco/relay/services/ingress/internal/config"
+	"github.com/railco/relay/services/ingress/internal/httpapi"
+)
+
+// run serves until ctx ends, then shuts down gracefully and returns nil; it
+// returns an error when the configuration is invalid, the address cannot be
+// bound, or the broker's topology conflicts with ours.
+//
+// Shutdown order matters: stop accepting, wait for every in-flight request
+// to get its broker confirm and its answer, and only then close the broker
+// connection, which would fail confirms still on their way.
+func run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	log, err := logging.New(stdout, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+	topo := topology.New(cfg.Topology)
+	pub := broker.NewPublisher(cfg.PublisherChannels)
+	api := httpapi.New(cfg, pub, topo, log)
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	if cfg.AddrFile != "" {
+		if err := writeFileAtomic(cfg.AddrFile, ln.Addr().String()); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("INGRESS_ADDR_FILE: %w", err)
+		}
+	}
+	log.Info("ingress listening", "addr", ln.Addr().String(), "broker", broker.Redact(cfg.AMQPURL),
+		"exchange", topo.Exchange, "queue", topo.Queue)
+
+	// The broker loop does not follow ctx: it is stopped after the HTTP server
+	// has drained, below.
+	brokerCtx, stopBroker := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBroker()
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := api.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done() // a signal, or another part failed
+		log.Info("shutting down: draining in-flight requests", "timeout", cfg.ShutdownTimeout.String())
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+		defer cancel()
+		err := api.Shutdown(shutdownCtx)
+		stopBroker()
+		if err != nil {
+			return fmt.Errorf("shut down http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		d := broker.Dialer{URL: cfg.AMQPURL, Name: "relay-ingress", Log: log}
+		if err := d.Run(brokerCtx, session(topo, pub, log)); err != nil {
+			return fmt.Errorf("broker: %w", err)
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	log.Info("ingress stopped")
+	return nil
+}
+
+// session runs the ingress on one broker connection: declare the topology,
+// publish until the connection is lost or ctx ends.
+func session(topo *topology.Topology, pub *broker.Publisher, log *slog.Logger) broker.Session {
+	return func(ctx context.Context, conn *amqp.Connection) error {
+		if err := topo.Declare(conn); err != nil {
+			var mismatch *topology.MismatchError
+			if errors.As(err, &mismatch) {
+				return broker.Fatal(err) // an operator must resolve it; retrying cannot
+			}
+			return fmt.Errorf("declare topology: %w", err)
+		}
+		if err := pub.Attach(conn); err != nil {
+			return err
+		}
+		defer pub.Detach()
+		log.Info("ready to accept registrations")
+		return broker.Wait(ctx, conn, func(blocked bool, reason string) {
+			if pub.Blocked() == blocked {
+				return
+			}
+			pub.SetBlocked(blocked)
+			if blocked {
+				log.Warn("broker blocked publishing (resource alarm): answering 503 until it clears", "reason", reason)
+			} else {
+				log.Info("broker unblocked publishing")
+			}
+		})
+	}
+}
+
+// writeFileAtomic writes content to path through a rename, so a reader
+// polling for the file never sees it half written.
+func writeFileAtomic(path, content string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".addr-*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.WriteString(content); err != nil {
+		_ = tmp.Close()
+		_ = os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		_ = os.Remove(tmp.Name())
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		_ = os.Remove(tmp.Name())
+		return err
+	}
+	return nil
+}
