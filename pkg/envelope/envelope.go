@@ -108,6 +108,20 @@ func Retry(d amqp.Delivery, a Attempt) amqp.Publishing {
 	}
 }
 
+// Requeue returns d unchanged for a trip back to the end of the main queue:
+// same id, body and attempt count. The forwarder uses it to give back a message
+// it held while the backend was down, without counting an attempt.
+func Requeue(d amqp.Delivery) amqp.Publishing {
+	return amqp.Publishing{
+		MessageId:    d.MessageId,
+		ContentType:  d.ContentType,
+		DeliveryMode: amqp.Persistent,
+		Timestamp:    d.Timestamp,
+		Headers:      withoutDeaths(d.Headers),
+		Body:         d.Body,
+	}
+}
+
 // Dead returns the message to publish to the dead-letter exchange after
 // attempt a, the last one, annotated with reason.
 func Dead(d amqp.Delivery, a Attempt, reason string, now time.Time) amqp.Publishing {
@@ -118,15 +132,24 @@ func Dead(d amqp.Delivery, a Attempt, reason string, now time.Time) amqp.Publish
 	return p
 }
 
-func withAttempt(in amqp.Table, a Attempt) amqp.Table {
+// withoutDeaths copies headers without the broker's dead-lettering
+// bookkeeping, which records every tier expiry and would grow with each retry;
+// relay's own headers carry the history.
+func withoutDeaths(in amqp.Table) amqp.Table {
 	h := make(amqp.Table, len(in)+6)
 	for k, v := range in {
-		if k == "x-death" || k == "x-first-death-exchange" || k == "x-first-death-queue" || k == "x-first-death-reason" ||
-			k == "x-last-death-exchange" || k == "x-last-death-queue" || k == "x-last-death-reason" {
-			continue // the broker's own bookkeeping of tier expiries; it grows with every retry
+		switch k {
+		case "x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
+			"x-last-death-exchange", "x-last-death-queue", "x-last-death-reason":
+			continue
 		}
 		h[k] = v
 	}
+	return h
+}
+
+func withAttempt(in amqp.Table, a Attempt) amqp.Table {
+	h := withoutDeaths(in)
 	at := a.At.UTC().Format(time.RFC3339Nano)
 	h[HeaderAttempts] = int32(a.Number)
 	if _, ok := h[HeaderFirstAttemptAt]; !ok {

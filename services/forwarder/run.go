@@ -18,6 +18,7 @@ import (
 	"github.com/railco/relay/pkg/broker"
 	"github.com/railco/relay/pkg/logging"
 	"github.com/railco/relay/pkg/topology"
+	"github.com/railco/relay/services/forwarder/internal/breaker"
 	"github.com/railco/relay/services/forwarder/internal/config"
 	"github.com/railco/relay/services/forwarder/internal/delivery"
 	"github.com/railco/relay/services/forwarder/internal/forwarder"
@@ -40,13 +41,16 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	pub := broker.NewPublisher(cfg.PublisherChannels)
 	client := delivery.NewClient(cfg.Endpoint, cfg.Concurrency)
 	defer client.Close()
+	brk := breaker.New(cfg.Breaker, log)
+	defer brk.Stop()
 	fwd := forwarder.New(forwarder.Options{
 		Concurrency:     cfg.Concurrency,
 		Prefetch:        cfg.Prefetch,
 		DeliveryTimeout: cfg.DeliveryTimeout,
 		PublishTimeout:  cfg.PublishTimeout,
 		NonRetryable:    cfg.NonRetryable,
-	}, topo, pub, client, log)
+		HoldMax:         cfg.HoldMax,
+	}, topo, pub, client, brk, log)
 
 	var consuming atomic.Bool
 	session := func(ctx context.Context, conn *amqp.Connection) error {
@@ -79,7 +83,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: adminHandler(&consuming), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: adminHandler(&consuming, brk), ReadHeaderTimeout: 5 * time.Second}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -123,17 +127,20 @@ func listen(addr, file string) (net.Listener, error) {
 	return ln, nil
 }
 
-func adminHandler(consuming *atomic.Bool) http.Handler {
+// adminHandler serves liveness and readiness. A forwarder paused by an open
+// breaker is ready: it is doing what it should while the backend is down.
+func adminHandler(consuming *atomic.Bool, brk *breaker.Breaker) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		circuit := brk.State().String()
 		if consuming.Load() {
-			writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "consumer": "consuming"})
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "consumer": "consuming", "circuit": circuit})
 			return
 		}
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "consumer": "disconnected"})
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "consumer": "disconnected", "circuit": circuit})
 	})
 	return mux
 }
@@ -143,4 +150,3 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
-

@@ -142,7 +142,10 @@ func TestRun_SeedUnresolvableEndpointThenRestartDelivers(t *testing.T) {
 	stop := startRun(t, env, logs)
 	waitConsuming(t, conn, topo)
 	publish(t, conn, topo, "seed-1", `{"passengerId":"241241d"}`)
-	logs.waitFor(t, `"outcome":"retry"`, 10*time.Second)
+	// Unresolvable is an outage, not a verdict on the message: delivery
+	// pauses, and the attempt does not count.
+	logs.waitFor(t, "catering backend unavailable", 10*time.Second)
+	logs.waitFor(t, `"outcome":"not-counted"`, 10*time.Second)
 	if err := stop(); err != nil {
 		t.Fatalf("first forwarder: %v", err)
 	}
@@ -155,13 +158,16 @@ func TestRun_SeedUnresolvableEndpointThenRestartDelivers(t *testing.T) {
 	if stored != 1 {
 		t.Fatalf("after the failed attempt %d messages are stored in the main queue and retry tiers, want 1", stored)
 	}
+	if !strings.Contains(logs.String(), `"outcome":"returned-to-queue"`) {
+		t.Errorf("the held message was not handed back on shutdown; log:\n%s", logs.String())
+	}
 
 	var mu sync.Mutex
 	var got []string
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		mu.Lock()
-		got = append(got, r.Header.Get("Idempotency-Key")+" "+string(body))
+		got = append(got, r.Header.Get("Idempotency-Key")+" attempt "+r.Header.Get("X-Delivery-Attempt")+" "+string(body))
 		mu.Unlock()
 		_, _ = io.WriteString(w, `{"success":true}`)
 	}))
@@ -176,7 +182,8 @@ func TestRun_SeedUnresolvableEndpointThenRestartDelivers(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatalf("second forwarder: %v", err)
 	}
-	if want := `seed-1 {"passengerId":"241241d"}`; len(got) != 1 || got[0] != want {
+	// Attempt 1: the tries against the unresolvable endpoint were not counted.
+	if want := `seed-1 attempt 1 {"passengerId":"241241d"}`; len(got) != 1 || got[0] != want {
 		t.Errorf("backend got %q, want exactly [%q]", got, want)
 	}
 	for _, q := range topo.QueueNames() {

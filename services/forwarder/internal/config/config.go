@@ -9,6 +9,7 @@ import (
 
 	"github.com/railco/relay/pkg/config"
 	"github.com/railco/relay/pkg/topology"
+	"github.com/railco/relay/services/forwarder/internal/breaker"
 )
 
 // Config is everything the forwarder reads from its environment, loaded once.
@@ -22,6 +23,8 @@ type Config struct {
 	PublishTimeout    time.Duration
 	PublisherChannels int
 	AdminAddr         string
+	Breaker           breaker.Options
+	HoldMax           time.Duration
 	LogLevel          string
 	LogFormat         string
 	Topology          topology.Config
@@ -43,13 +46,21 @@ func Load(getenv config.Getenv) (Config, error) {
 		PublishTimeout:    l.Duration("PUBLISH_TIMEOUT", 5*time.Second),
 		PublisherChannels: l.Int("PUBLISHER_CHANNELS", 2),
 		AdminAddr:         l.String("FORWARDER_ADMIN_ADDR", ":8291"),
-		LogLevel:          l.String("LOG_LEVEL", "info"),
-		LogFormat:         l.String("LOG_FORMAT", "json"),
-		Topology:          topology.LoadConfig(l),
+		Breaker: breaker.Options{
+			Threshold:     l.Int("BREAKER_FAILURE_THRESHOLD", 5),
+			MinMessages:   l.Int("BREAKER_MIN_MESSAGES", 3),
+			ProbeInterval: l.Duration("BREAKER_PROBE_INTERVAL", 5*time.Second),
+			ProbeMax:      l.Duration("BREAKER_PROBE_MAX_INTERVAL", 10*time.Second),
+		},
+		HoldMax:   l.Duration("BREAKER_HOLD_MAX", 10*time.Minute),
+		LogLevel:  l.String("LOG_LEVEL", "info"),
+		LogFormat: l.String("LOG_FORMAT", "json"),
+		Topology:  topology.LoadConfig(l),
 	}
-	// Twice the workers by default: a worker that finishes finds its next
-	// message already here instead of waiting a round trip for it.
-	c.Prefetch = l.Int("FORWARDER_PREFETCH", 2*c.Concurrency)
+	// One unacked message per worker by default: while the breaker holds
+	// every worker, no message waits unowned in the client's buffer, where
+	// nobody could hand it back before the broker's consumer timeout.
+	c.Prefetch = l.Int("FORWARDER_PREFETCH", c.Concurrency)
 	if err := l.Err(); err != nil {
 		return Config{}, err
 	}
@@ -83,6 +94,18 @@ func (c Config) Validate() error {
 		} else if code >= 200 && code < 300 {
 			errs = append(errs, fmt.Errorf("NON_RETRY_STATUS_CODES: %d is a success status", code))
 		}
+	}
+	if c.Breaker.Threshold < 1 {
+		errs = append(errs, errors.New("BREAKER_FAILURE_THRESHOLD must be at least 1"))
+	}
+	if c.Breaker.MinMessages < 1 || c.Breaker.MinMessages > c.Breaker.Threshold {
+		errs = append(errs, errors.New("BREAKER_MIN_MESSAGES must be between 1 and BREAKER_FAILURE_THRESHOLD"))
+	}
+	if c.Breaker.ProbeInterval <= 0 || c.Breaker.ProbeMax < c.Breaker.ProbeInterval {
+		errs = append(errs, errors.New("BREAKER_PROBE_INTERVAL must be positive and at most BREAKER_PROBE_MAX_INTERVAL"))
+	}
+	if c.HoldMax <= 0 || c.HoldMax >= 30*time.Minute {
+		errs = append(errs, errors.New("BREAKER_HOLD_MAX must be positive and below RabbitMQ's default consumer_timeout of 30m"))
 	}
 	if err := c.Topology.Validate(); err != nil {
 		errs = append(errs, err)

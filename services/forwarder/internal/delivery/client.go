@@ -3,7 +3,6 @@ package delivery
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -108,18 +107,4 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		return max(t.Sub(now), 0)
 	}
 	return 0
-}
-
-// IsConnectionFailure reports whether err means the backend could not be
-// reached at all (refused, unresolvable, reset, timed out), as opposed to an
-// answer it gave.
-func IsConnectionFailure(err error) bool {
-	if err == nil {
-		return false
-	}
-	var status *StatusError
-	if errors.As(err, &status) {
-		return false
-	}
-	return true
 }

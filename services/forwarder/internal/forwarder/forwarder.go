@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/railco/relay/pkg/envelope"
 	"github.com/railco/relay/pkg/topology"
+	"github.com/railco/relay/services/forwarder/internal/breaker"
 	"github.com/railco/relay/services/forwarder/internal/delivery"
 )
 
@@ -42,6 +44,16 @@ type Options struct {
 	DeliveryTimeout time.Duration // bound of one attempt
 	PublishTimeout  time.Duration // bound of one confirm wait when moving a message
 	NonRetryable    map[int]bool  // statuses that dead-letter at once
+	// HoldMax is how long a worker holds a message while the breaker is open
+	// before handing it back to the queue; below the broker's consumer_timeout
+	// (30 min by default), which would otherwise close the channel.
+	HoldMax time.Duration
+}
+
+// Breaker decides when attempts may be made; see package breaker.
+type Breaker interface {
+	Acquire(ctx context.Context, hold time.Duration) (probe bool, err error)
+	Record(id string, f breaker.Failure, probe bool, cause string)
 }
 
 // Forwarder consumes the main queue and delivers each message.
@@ -50,13 +62,14 @@ type Forwarder struct {
 	topo   *topology.Topology
 	pub    Publisher
 	sender Sender
+	brk    Breaker
 	log    *slog.Logger
 	now    func() time.Time
 }
 
 // New returns a Forwarder.
-func New(opts Options, topo *topology.Topology, pub Publisher, sender Sender, log *slog.Logger) *Forwarder {
-	return &Forwarder{opts: opts, topo: topo, pub: pub, sender: sender, log: log, now: time.Now}
+func New(opts Options, topo *topology.Topology, pub Publisher, sender Sender, brk Breaker, log *slog.Logger) *Forwarder {
+	return &Forwarder{opts: opts, topo: topo, pub: pub, sender: sender, brk: brk, log: log, now: time.Now}
 }
 
 // Consume delivers messages from the main queue on conn until ctx ends or the
@@ -85,10 +98,14 @@ func (f *Forwarder) Consume(ctx context.Context, conn *amqp.Connection) error {
 	for range f.opts.Concurrency {
 		workers.Go(func() {
 			for d := range deliveries {
-				f.Handle(d)
+				f.Handle(ctx, d)
 			}
 		})
 	}
+	// The broker may cancel the consumer itself (queue deleted): deliveries
+	// then close while the channel stays open.
+	stopped := make(chan struct{})
+	go func() { workers.Wait(); close(stopped) }()
 
 	select {
 	case <-ctx.Done():
@@ -96,56 +113,120 @@ func (f *Forwarder) Consume(ctx context.Context, conn *amqp.Connection) error {
 		if err := ch.Cancel(tag, false /* noWait */); err != nil {
 			f.log.Warn("cancel consumer", "err", err)
 		}
-		workers.Wait() // the library closes deliveries after handing over what it holds
+		<-stopped // the library closes deliveries after handing over what it holds
 		if err := ch.Close(); err != nil {
 			f.log.Warn("close consumer channel", "err", err)
 		}
 		return nil
 	case err := <-closed:
-		workers.Wait()
+		<-stopped
 		if err == nil {
-			return fmt.Errorf("consumer channel closed")
+			return errors.New("consumer channel closed")
 		}
 		return fmt.Errorf("consumer channel closed: %w", err)
+	case <-stopped:
+		_ = ch.Close()
+		return errors.New("consumer cancelled by the broker")
 	}
 }
 
-// Handle makes one attempt to deliver d and settles it. It is safe for
-// concurrent use. The attempt and the moves that follow it are not cancelled
-// by shutdown: a started attempt finishes within DeliveryTimeout, and its
-// outcome is recorded.
-func (f *Forwarder) Handle(d amqp.Delivery) {
-	meta := envelope.Read(d)
+// Handle delivers d and settles it. It is safe for concurrent use.
+//
+// It waits while the breaker is open. An attempt that could not reach the
+// backend at all, or a probe that failed, is not counted: the message is
+// held and tried again when the breaker allows. Every other attempt counts
+// and ends in an ack, a retry tier or the dead-letter queue. A started
+// attempt is not cut short by ctx (shutdown): it finishes within
+// DeliveryTimeout and its outcome is recorded.
+func (f *Forwarder) Handle(ctx context.Context, d amqp.Delivery) {
 	id := messageID(d)
-	attempt := envelope.Attempt{Number: meta.Attempts + 1, At: f.now()}
+	number := envelope.Read(d).Attempts + 1
+	for {
+		probe, err := f.brk.Acquire(ctx, f.opts.HoldMax)
+		if err != nil {
+			f.giveBack(d, id, err)
+			return
+		}
+		a, res := f.attempt(d, id, number)
+		failure := breakerFailure(res)
+		f.brk.Record(id, failure, probe, a.Err)
+		log := f.log.With("id", id, "attempt", a.Number, "status", res.Status, "duration_ms", res.Duration.Milliseconds(), "probe", probe)
+		if failure == breaker.Unreachable || (probe && failure != breaker.None) {
+			log.Info("attempt", "outcome", "not-counted", "err", a.Err)
+			continue
+		}
+		f.settle(log, d, id, a, res)
+		return
+	}
+}
 
+// attempt makes one delivery attempt. A panic in it becomes a failed
+// attempt, so a message that triggers a bug cannot crash-loop the forwarder.
+func (f *Forwarder) attempt(d amqp.Delivery, id string, number int) (a envelope.Attempt, res delivery.Result) {
+	a = envelope.Attempt{Number: number, At: f.now()}
+	defer func() {
+		if r := recover(); r != nil {
+			res = delivery.Result{Err: &panicError{value: r}, Duration: f.now().Sub(a.At)}
+			a.Err = res.Err.Error()
+		}
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), f.opts.DeliveryTimeout)
-	res := f.sender.Deliver(ctx, delivery.Request{ID: id, Attempt: attempt.Number, Body: d.Body})
-	cancel()
-	attempt.Status = res.Status
+	defer cancel()
+	res = f.sender.Deliver(ctx, delivery.Request{ID: id, Attempt: number, Body: d.Body})
+	a.Status = res.Status
 	if res.Err != nil {
-		attempt.Err = res.Err.Error()
+		a.Err = res.Err.Error()
 	}
-	outcome := delivery.Classify(res, f.opts.NonRetryable)
+	return a, res
+}
 
-	log := f.log.With("id", id, "attempt", attempt.Number, "status", res.Status, "duration_ms", res.Duration.Milliseconds())
+type panicError struct{ value any }
+
+func (e *panicError) Error() string { return fmt.Sprintf("panic while delivering: %v", e.value) }
+
+// breakerFailure says what an attempt tells about the backend's health.
+func breakerFailure(res delivery.Result) breaker.Failure {
+	var p *panicError
 	switch {
-	case outcome == delivery.Delivered:
-		f.settle(log, d, outcome.String(), d.Ack(false))
-	case outcome == delivery.Reject:
-		f.deadLetter(log, d, id, attempt, envelope.ReasonNonRetryable)
-	case attempt.Number >= f.topo.MaxAttempts:
-		f.deadLetter(log, d, id, attempt, envelope.ReasonMaxAttempts)
-	default:
-		tier := f.topo.TierFor(attempt.Number, res.RetryAfter)
-		err := f.move(d, "", tier.Queue, envelope.Retry(d, attempt))
-		f.settle(log.With("err", attempt.Err, "retry_in", tier.Delay.String()), d, "retry", err)
+	case errors.As(res.Err, &p):
+		return breaker.None // our bug, and this message's: no news about the backend
+	case res.Status == 0 && errors.Is(res.Err, context.DeadlineExceeded):
+		return breaker.Failed
+	case res.Status == 0:
+		return breaker.Unreachable
+	case res.Status >= 500:
+		return breaker.Failed
 	}
+	return breaker.None
+}
+
+// settle acks, retries or dead-letters d after a counted attempt.
+func (f *Forwarder) settle(log *slog.Logger, d amqp.Delivery, id string, a envelope.Attempt, res delivery.Result) {
+	switch outcome := delivery.Classify(res, f.opts.NonRetryable); {
+	case outcome == delivery.Delivered:
+		f.logSettled(log, outcome.String(), d.Ack(false))
+	case outcome == delivery.Reject:
+		f.deadLetter(log, d, id, a, envelope.ReasonNonRetryable)
+	case a.Number >= f.topo.MaxAttempts:
+		f.deadLetter(log, d, id, a, envelope.ReasonMaxAttempts)
+	default:
+		tier := f.topo.TierFor(a.Number, res.RetryAfter)
+		err := f.move(d, "", tier.Queue, envelope.Retry(d, a))
+		f.logSettled(log.With("err", a.Err, "retry_in", tier.Delay.String()), "retry", err)
+	}
+}
+
+// giveBack returns a message held while the breaker was open to the end of
+// the main queue, unchanged, so that it neither loses its place for good nor
+// ages past the broker's consumer timeout in our hands.
+func (f *Forwarder) giveBack(d amqp.Delivery, id string, why error) {
+	err := f.move(d, f.topo.Exchange, f.topo.Queue, envelope.Requeue(d))
+	f.logSettled(f.log.With("id", id, "why", why.Error()), "returned-to-queue", err)
 }
 
 func (f *Forwarder) deadLetter(log *slog.Logger, d amqp.Delivery, id string, a envelope.Attempt, reason string) {
 	err := f.move(d, f.topo.DeadExchange, f.topo.Queue, envelope.Dead(d, a, reason, f.now()))
-	f.settle(log.With("err", a.Err, "reason", reason), d, "dead-lettered", err)
+	f.logSettled(log.With("err", a.Err, "reason", reason), "dead-lettered", err)
 	if err == nil {
 		f.log.Warn(fmt.Sprintf("message %s failed to forward %d times; moved to %s", id, a.Number, f.topo.DeadQueue),
 			"id", id, "attempts", a.Number, "reason", reason, "last_status", a.Status)
@@ -166,7 +247,7 @@ func (f *Forwarder) move(d amqp.Delivery, exchange, key string, msg amqp.Publish
 	return d.Ack(false)
 }
 
-func (f *Forwarder) settle(log *slog.Logger, d amqp.Delivery, outcome string, err error) {
+func (f *Forwarder) logSettled(log *slog.Logger, outcome string, err error) {
 	if err != nil {
 		log.Warn("attempt not settled", "outcome", "requeued", "cause", err)
 		return

@@ -2,6 +2,7 @@ package forwarder_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 	"github.com/railco/relay/pkg/brokertest"
 	"github.com/railco/relay/pkg/envelope"
 	"github.com/railco/relay/pkg/topology"
+	"github.com/railco/relay/services/forwarder/internal/breaker"
 	"github.com/railco/relay/services/forwarder/internal/config"
 	"github.com/railco/relay/services/forwarder/internal/delivery"
 	"github.com/railco/relay/services/forwarder/internal/forwarder"
@@ -125,7 +128,21 @@ type harness struct {
 	topo *topology.Topology
 	conn *amqp.Connection
 	pub  *broker.Publisher
+	brk  *breaker.Breaker
+	logs *syncBuffer
 }
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.buf.String() }
 
 // start declares a fresh topology, runs a forwarder against endpoint, and
 // stops it gracefully when the test ends.
@@ -141,11 +158,14 @@ func start(t *testing.T, cfg topology.Config, endpoint string) *harness {
 
 	client := delivery.NewClient(endpoint, 4)
 	t.Cleanup(client.Close)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	brk := breaker.New(breaker.Options{Threshold: 5, MinMessages: 3, ProbeInterval: 200 * time.Millisecond, ProbeMax: time.Second}, log)
+	t.Cleanup(brk.Stop)
 	fwd := forwarder.New(forwarder.Options{
-		Concurrency: 4, Prefetch: 8, DeliveryTimeout: 2 * time.Second, PublishTimeout: 5 * time.Second,
-		NonRetryable: map[int]bool{422: true},
-	}, topo, pub, client, log)
+		Concurrency: 4, Prefetch: 4, DeliveryTimeout: 2 * time.Second, PublishTimeout: 5 * time.Second,
+		NonRetryable: map[int]bool{422: true}, HoldMax: time.Minute,
+	}, topo, pub, client, brk, log)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -156,7 +176,7 @@ func start(t *testing.T, cfg topology.Config, endpoint string) *harness {
 			t.Errorf("consume: %v", err)
 		}
 	})
-	return &harness{topo: topo, conn: conn, pub: pub}
+	return &harness{topo: topo, conn: conn, pub: pub, brk: brk, logs: logs}
 }
 
 func (h *harness) publish(t *testing.T, id, body string) {
@@ -310,5 +330,91 @@ func TestClassify_ConfigDefaultsAreNonRetryable(t *testing.T) {
 		if got := delivery.Classify(delivery.Result{Status: c}, set); got != delivery.Reject {
 			t.Errorf("status %d: %v, want rejected", c, got)
 		}
+	}
+}
+
+// An outage of the backend pauses delivery: nothing is dead-lettered, no
+// attempt is spent on it, and everything arrives once it is back.
+func TestForwarder_OutagePausesWithoutSpendingAttempts(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	var mu sync.Mutex
+	attempts := map[string][]string{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			conn, _, _ := w.(http.Hijacker).Hijack()
+			conn.Close() // no answer at all, as from a dead host
+			return
+		}
+		mu.Lock()
+		attempts[r.Header.Get("Idempotency-Key")] = append(attempts[r.Header.Get("Idempotency-Key")], r.Header.Get("X-Delivery-Attempt"))
+		mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	h := start(t, brokertest.Config(t), srv.URL)
+
+	const n = 10
+	for i := range n {
+		h.publish(t, fmt.Sprint("outage-", i), seedBody)
+	}
+	brokertest.Eventually(t, 10*time.Second, "the breaker to open", func() bool { return h.brk.State() == breaker.Open })
+	// Several probe rounds fail while it stays down (probes every 200ms..1s).
+	brokertest.Eventually(t, 10*time.Second, "two failed probes", func() bool {
+		return strings.Count(h.logs.String(), "probe failed; still paused") >= 2
+	})
+	down.Store(false)
+
+	brokertest.Eventually(t, 15*time.Second, "all messages delivered", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(attempts) == n
+	})
+	mu.Lock()
+	for id, seen := range attempts {
+		if seen[0] != "1" {
+			t.Errorf("%s first arrived as attempt %s, want 1: the outage spent attempts", id, seen[0])
+		}
+	}
+	mu.Unlock()
+	if d := brokertest.Depth(t, h.conn, h.topo.DeadQueue); d != 0 {
+		t.Errorf("%d dead letters after an outage, want 0", d)
+	}
+	logs := h.logs.String()
+	if strings.Count(logs, "pausing delivery") != 1 || strings.Count(logs, "backend available again; resuming") != 1 {
+		t.Errorf("want one pause and one resume in the log:\n%s", logs)
+	}
+}
+
+// A poison message fails while the backend takes the others: it alone is
+// dead-lettered, after exactly MAX_DELIVERY_ATTEMPTS, and delivery never pauses.
+func TestForwarder_PoisonAmongHealthyMessagesDoesNotOpenBreaker(t *testing.T) {
+	var mu sync.Mutex
+	poison := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Idempotency-Key") == "poison" {
+			mu.Lock()
+			poison++
+			mu.Unlock()
+			w.WriteHeader(500)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	h := start(t, brokertest.Config(t), srv.URL)
+
+	h.publish(t, "poison", seedBody)
+	for i := range 30 {
+		h.publish(t, fmt.Sprint("good-", i), seedBody)
+	}
+	dead := brokertest.Get(t, h.conn, h.topo.DeadQueue, 20*time.Second)
+	if dead.MessageId != "poison" {
+		t.Errorf("dead letter %q, want poison", dead.MessageId)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if poison != h.topo.MaxAttempts {
+		t.Errorf("poison tried %d times, want exactly %d", poison, h.topo.MaxAttempts)
+	}
+	if strings.Contains(h.logs.String(), "pausing delivery") {
+		t.Errorf("the breaker opened for one poison message:\n%s", h.logs.String())
 	}
 }

@@ -1,0 +1,175 @@
+package breaker_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/railco/relay/services/forwarder/internal/breaker"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type logs struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logs) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.buf.Write(p) }
+func (l *logs) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.buf.String(), s)
+}
+
+func newBreaker(t *testing.T, probe time.Duration) (*breaker.Breaker, *logs) {
+	l := &logs{}
+	b := breaker.New(breaker.Options{Threshold: 5, MinMessages: 3, ProbeInterval: probe, ProbeMax: 4 * probe},
+		slog.New(slog.NewTextHandler(l, nil)))
+	t.Cleanup(b.Stop)
+	return b, l
+}
+
+func TestBreaker_PoisonMessageNeverOpensIt(t *testing.T) {
+	b, _ := newBreaker(t, time.Hour)
+	// One message failing with 500 over and over, alone or between successes.
+	for i := range 50 {
+		b.Record("poison", breaker.Failed, false, "500")
+		if i%7 == 0 {
+			b.Record(fmt.Sprint("ok", i), breaker.None, false, "")
+		}
+	}
+	// Two poison messages are still below MinMessages.
+	for range 20 {
+		b.Record("poison-2", breaker.Failed, false, "500")
+		b.Record("poison", breaker.Failed, false, "500")
+	}
+	if s := b.State(); s != breaker.Closed {
+		t.Errorf("state %v after poison failures, want closed", s)
+	}
+}
+
+func TestBreaker_Opens(t *testing.T) {
+	tests := []struct {
+		name string
+		ids  []string
+		f    breaker.Failure
+		want breaker.State
+	}{
+		{"5xx across three messages", []string{"a", "b", "c", "a", "b"}, breaker.Failed, breaker.Open},
+		{"5xx, four failures only", []string{"a", "b", "c", "d"}, breaker.Failed, breaker.Closed},
+		{"unreachable, one message", []string{"a", "a", "a", "a", "a"}, breaker.Unreachable, breaker.Open},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, l := newBreaker(t, time.Hour)
+			for _, id := range tt.ids {
+				b.Record(id, tt.f, false, "connection refused")
+			}
+			if s := b.State(); s != tt.want {
+				t.Errorf("state %v, want %v", s, tt.want)
+			}
+			if tt.want == breaker.Open && l.count("catering backend unavailable: connection refused; pausing delivery; next probe in") != 1 {
+				t.Errorf("no single pause line in the log:\n%s", l.buf.String())
+			}
+		})
+	}
+}
+
+func TestBreaker_SuccessResetsTheRun(t *testing.T) {
+	b, _ := newBreaker(t, time.Hour)
+	for i := range 20 {
+		b.Record(fmt.Sprint("m", i), breaker.Failed, false, "500")
+		if i%4 == 3 {
+			b.Record("ok", breaker.None, false, "")
+		}
+	}
+	if s := b.State(); s != breaker.Closed {
+		t.Errorf("state %v, want closed: no run of 5 failures", s)
+	}
+}
+
+func open(b *breaker.Breaker) {
+	for range 5 {
+		b.Record("x", breaker.Unreachable, false, "refused")
+	}
+}
+
+// While open, workers wait; one of them probes when due; its success
+// releases them all.
+func TestBreaker_ProbeThenResume(t *testing.T) {
+	b, l := newBreaker(t, 50*time.Millisecond)
+	open(b)
+
+	const workers = 8
+	probes := make(chan bool, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			probe, err := b.Acquire(context.Background(), 0)
+			if err != nil {
+				t.Error(err)
+			}
+			probes <- probe
+			if probe {
+				b.Record("p", breaker.None, true, "")
+			}
+		})
+	}
+	wg.Wait()
+	close(probes)
+	n := 0
+	for p := range probes {
+		if p {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d probes, want exactly 1", n)
+	}
+	if b.State() != breaker.Closed {
+		t.Errorf("state %v after a successful probe, want closed", b.State())
+	}
+	if l.count("pausing delivery") != 1 || l.count("backend available again; resuming") != 1 {
+		t.Errorf("want one pause and one resume line:\n%s", l.buf.String())
+	}
+}
+
+func TestBreaker_FailedProbeKeepsItOpen(t *testing.T) {
+	b, l := newBreaker(t, 20*time.Millisecond)
+	open(b)
+	for range 3 {
+		probe, err := b.Acquire(context.Background(), 0)
+		if err != nil || !probe {
+			t.Fatalf("Acquire = %v, %v; want a probe", probe, err)
+		}
+		b.Record("p", breaker.Unreachable, true, "refused")
+		if s := b.State(); s != breaker.Open {
+			t.Fatalf("state %v after a failed probe, want open", s)
+		}
+	}
+	if l.count("pausing delivery") != 1 || l.count("probe failed; still paused") != 3 {
+		t.Errorf("want one pause line and three probe lines:\n%s", l.buf.String())
+	}
+}
+
+func TestBreaker_AcquireGivesUp(t *testing.T) {
+	b, _ := newBreaker(t, time.Hour)
+	open(b)
+	if _, err := b.Acquire(context.Background(), 30*time.Millisecond); !errors.Is(err, breaker.ErrHoldExpired) {
+		t.Errorf("Acquire with a hold limit = %v, want ErrHoldExpired", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := b.Acquire(ctx, 0); !errors.Is(err, context.Canceled) {
+		t.Errorf("Acquire after cancel = %v, want context.Canceled", err)
+	}
+}
