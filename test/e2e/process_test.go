@@ -20,6 +20,9 @@ import (
 // binDir holds the binaries built once for the whole test run.
 var binDir string
 
+// afterAll runs once all tests are done (shared fixtures' tear-down).
+var afterAll []func()
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "relay-e2e-bin-")
 	if err != nil {
@@ -33,6 +36,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	for _, f := range afterAll {
+		f()
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -56,7 +62,8 @@ type process struct {
 	cmd  *exec.Cmd
 	log  *syncBuffer
 	addr string
-	done chan error
+	done chan struct{} // closed when the process has exited
+	err  error         // its exit status, once done is closed
 }
 
 type syncBuffer struct {
@@ -76,17 +83,20 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// start runs binary name with env; when addrVar is set, the process is
-// told to listen on a free port and write it to a file, and start waits for it.
+// start runs binary name with env; when addrVar is set, the process is told
+// to listen on a free port (unless env sets addrVar already) and to write the
+// address to a file, and start waits for it.
 func start(t *testing.T, name string, env map[string]string, addrVar, addrFileVar string) *process {
 	t.Helper()
-	p := &process{name: name, log: &syncBuffer{}, done: make(chan error, 1)}
+	p := &process{name: name, log: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(filepath.Join(binDir, name))
 	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "LOG_FORMAT=json"}
 	addrFile := ""
 	if addrVar != "" {
 		addrFile = filepath.Join(t.TempDir(), name+".addr")
-		env[addrVar] = "127.0.0.1:0"
+		if env[addrVar] == "" {
+			env[addrVar] = "127.0.0.1:0"
+		}
 		env[addrFileVar] = addrFile
 	}
 	for k, v := range env {
@@ -96,12 +106,10 @@ func start(t *testing.T, name string, env map[string]string, addrVar, addrFileVa
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
-	go func() { p.done <- p.cmd.Wait() }()
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
+		_ = p.cmd.Process.Kill() // no-op when it has exited
+		<-p.done
 		if t.Failed() {
 			t.Logf("%s log:\n%s", name, p.log.String())
 		}
@@ -114,8 +122,8 @@ func start(t *testing.T, name string, env map[string]string, addrVar, addrFileVa
 				break
 			}
 			select {
-			case err := <-p.done:
-				t.Fatalf("%s exited before listening: %v\n%s", name, err, p.log.String())
+			case <-p.done:
+				t.Fatalf("%s exited before listening: %v\n%s", name, p.err, p.log.String())
 			case <-time.After(20 * time.Millisecond): // the address file has no event to wait on
 			}
 			if time.Now().After(deadline) {
@@ -126,13 +134,20 @@ func start(t *testing.T, name string, env map[string]string, addrVar, addrFileVa
 	return p
 }
 
+// kill ends the process with SIGKILL, as a crash would.
+func (p *process) kill(t *testing.T) {
+	t.Helper()
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
 // stop sends SIGTERM and returns the exit error (nil for exit code 0).
 func (p *process) stop(t *testing.T, timeout time.Duration) error {
 	t.Helper()
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-p.done:
-		return err
+	case <-p.done:
+		return p.err
 	case <-time.After(timeout):
 		_ = p.cmd.Process.Kill()
 		<-p.done

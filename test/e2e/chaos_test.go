@@ -1,0 +1,372 @@
+//go:build chaos
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/railco/relay/pkg/topology"
+)
+
+// The chaos suite (make test-chaos) runs the real binaries against a private
+// RabbitMQ node and breaks things on purpose. The waits between chaos events
+// below are the schedule of the experiment, not synchronisation.
+
+func fastRetries() topology.Config {
+	return topology.Config{MaxAttempts: 4, RetryInitial: 200 * time.Millisecond, RetryMultiplier: 2, RetryMax: 2 * time.Second, DeliveryLimit: 100}
+}
+
+func topologyEnv(cfg topology.Config) map[string]string {
+	return map[string]string{
+		"MAX_DELIVERY_ATTEMPTS":  strconv.Itoa(cfg.MaxAttempts),
+		"RETRY_INITIAL_INTERVAL": cfg.RetryInitial.String(),
+		"RETRY_MULTIPLIER":       strconv.FormatFloat(cfg.RetryMultiplier, 'f', -1, 64),
+		"RETRY_MAX_INTERVAL":     cfg.RetryMax.String(),
+	}
+}
+
+// 1. Accepted registrations survive a flaky backend, forwarder crashes, a
+// broker crash and an ingress restart: lost = 0.
+func TestChaos_NothingLostUnderFaults(t *testing.T) {
+	b := chaosBroker(t)
+	cfg := fastRetries()
+	// 25% of attempts count as failures (500s, timeouts); ten attempts make
+	// a dead letter from bad luck alone a one-in-a-million event.
+	cfg.MaxAttempts = 10
+	topo := chaosTopology(t, b, cfg)
+	backend := newChaosBackend(t, func(string, []byte) answer {
+		switch r := rand.Float64(); {
+		case r < 0.20:
+			return answerFail
+		case r < 0.25:
+			return answerTimeout
+		case r < 0.30:
+			return answerReset
+		}
+		return answerOK
+	})
+	env := envFor(b, topo, topologyEnv(cfg))
+	fwdEnv := clone(env)
+	fwdEnv["CATERING_SERVICE_EP"] = backend.URL + "/catering"
+	fwdEnv["DELIVERY_TIMEOUT"] = "1s"
+	fwdEnv["BREAKER_PROBE_INTERVAL"] = "250ms"
+	fwdEnv["BREAKER_PROBE_MAX_INTERVAL"] = "1s"
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ingEnv := clone(env)
+	ingEnv["INGRESS_ADDR"] = fmt.Sprintf("127.0.0.1:%d", port)
+	ingEnv["PUBLISH_TIMEOUT"] = "2s"
+
+	fwdA := start(t, "forwarder", clone(fwdEnv), "FORWARDER_ADMIN_ADDR", "FORWARDER_ADMIN_ADDR_FILE")
+	fwdB := start(t, "forwarder", clone(fwdEnv), "FORWARDER_ADMIN_ADDR", "FORWARDER_ADMIN_ADDR_FILE")
+	ing := start(t, "ingress", clone(ingEnv), "INGRESS_ADDR", "INGRESS_ADDR_FILE")
+
+	const n = 2000
+	load := newLoader(ing.addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	loadErr := make(chan error, 1)
+	go func() {
+		loadErr <- load.run(ctx, "chaos1", n, 8, 80, func(i int) []byte { return registration(fmt.Sprint("p1-", i)) })
+	}()
+
+	var mu sync.Mutex // guards fwdB and ing, replaced by restarts
+	events := []struct {
+		after time.Duration
+		what  string
+		do    func()
+	}{
+		{2 * time.Second, "kill -9 forwarder B (1/3)", func() { fwdB.kill(t); fwdB = start(t, "forwarder", clone(fwdEnv), "FORWARDER_ADMIN_ADDR", "FORWARDER_ADMIN_ADDR_FILE") }},
+		{3 * time.Second, "kill -9 forwarder B (2/3)", func() { fwdB.kill(t); fwdB = start(t, "forwarder", clone(fwdEnv), "FORWARDER_ADMIN_ADDR", "FORWARDER_ADMIN_ADDR_FILE") }},
+		{2 * time.Second, "kill -9 the broker node and restart it", func() {
+			if err := b.kill9(); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.start(); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{3 * time.Second, "restart the ingress (SIGTERM)", func() {
+			mustStop(t, ing)
+			ing = start(t, "ingress", clone(ingEnv), "INGRESS_ADDR", "INGRESS_ADDR_FILE")
+		}},
+		{2 * time.Second, "kill -9 forwarder B (3/3)", func() { fwdB.kill(t); fwdB = start(t, "forwarder", clone(fwdEnv), "FORWARDER_ADMIN_ADDR", "FORWARDER_ADMIN_ADDR_FILE") }},
+	}
+	for _, e := range events {
+		time.Sleep(e.after)
+		fmt.Printf("chaos 1: %s (accepted so far: %d)\n", e.what, len(load.acceptedIDs()))
+		mu.Lock()
+		e.do()
+		mu.Unlock()
+	}
+	if err := <-loadErr; err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	accepted := load.acceptedIDs()
+	if len(accepted) != n {
+		t.Fatalf("%d registrations accepted, want %d", len(accepted), n)
+	}
+	tl := backend.waitDelivered(t, accepted, 2*time.Minute)
+	report(t, "1 (faults)", tl, fmt.Sprintf("client_retries=%d dead_letters=%d", load.retries.Load(), depth(t, b, topo.DeadQueue)))
+	if tl.lost != 0 {
+		t.Errorf("lost = %d, want 0", tl.lost)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, p := range []*process{ing, fwdA, fwdB} {
+		mustStop(t, p)
+	}
+}
+
+// 2. A long backend outage under a steady trickle: delivery pauses once and
+// resumes once, nothing is dead-lettered, and all arrives soon after.
+func TestChaos_BackendOutagePausesAndResumes(t *testing.T) {
+	outage := 60 * time.Second
+	if v := os.Getenv("CHAOS_OUTAGE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("CHAOS_OUTAGE: %v", err)
+		}
+		outage = d
+	}
+	b := chaosBroker(t)
+	cfg := fastRetries()
+	topo := chaosTopology(t, b, cfg)
+	var down sync.Mutex
+	isDown := true
+	backend := newChaosBackend(t, func(string, []byte) answer {
+		down.Lock()
+		defer down.Unlock()
+		if isDown {
+			return answerReset
+		}
+		return answerOK
+	})
+	env := envFor(b, topo, topologyEnv(cfg))
+	fwdEnv := clone(env)
+	fwdEnv["CATERING_SERVICE_EP"] = backend.URL + "/catering" // default breaker settings
+	fwd := start(t, "forwarder", fwdEnv, "FORWARDER_ADMIN_ADDR", "FORWARDER_ADMIN_ADDR_FILE")
+	ing := start(t, "ingress", clone(env), "INGRESS_ADDR", "INGRESS_ADDR_FILE")
+
+	load := newLoader(ing.addr)
+	ctx, cancel := context.WithTimeout(context.Background(), outage+time.Minute)
+	defer cancel()
+	const rate = 5.0
+	n := int(outage.Seconds() * rate)
+	if err := load.run(ctx, "chaos2", n, 2, rate, func(i int) []byte { return registration(fmt.Sprint("p2-", i)) }); err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	if dead := depth(t, b, topo.DeadQueue); dead != 0 {
+		t.Errorf("%d dead letters during the outage, want 0", dead)
+	}
+	down.Lock()
+	isDown = false
+	down.Unlock()
+	back := time.Now()
+
+	accepted := load.acceptedIDs()
+	tl := backend.waitDelivered(t, accepted, 30*time.Second)
+	var last time.Time
+	backend.mu.Lock()
+	for _, id := range accepted {
+		if at := backend.firstAt[id]; at.After(last) {
+			last = at
+		}
+	}
+	backend.mu.Unlock()
+	drained := last.Sub(back)
+	report(t, "2 (outage "+outage.String()+")", tl, fmt.Sprintf("all_delivered_after_return=%s dead_letters=%d", drained.Round(time.Millisecond), depth(t, b, topo.DeadQueue)))
+	if tl.lost != 0 || drained > 15*time.Second {
+		t.Errorf("lost %d, last delivery %s after the backend returned; want 0 and at most 15s", tl.lost, drained)
+	}
+	if dead := depth(t, b, topo.DeadQueue); dead != 0 {
+		t.Errorf("%d dead letters, want 0", dead)
+	}
+	logs := fwd.log.String()
+	if p, r := contains(logs, "pausing delivery"), contains(logs, "backend available again; resuming"); p != 1 || r != 1 {
+		t.Errorf("forwarder log shows %d pauses and %d resumes, want 1 and 1", p, r)
+	}
+	if c := contains(logs, `"outcome":"retry"`) + contains(logs, `"outcome":"dead-lettered"`); c != 0 {
+		t.Errorf("the outage spent %d counted attempts, want 0", c)
+	}
+	mustStop(t, ing)
+	mustStop(t, fwd)
+}
+
+// 3. A poison message among healthy ones is dead-lettered alone, after
+// exactly MAX_DELIVERY_ATTEMPTS, and the breaker never opens.
+func TestChaos_PoisonMessageAlone(t *testing.T) {
+	b := chaosBroker(t)
+	cfg := fastRetries()
+	topo := chaosTopology(t, b, cfg)
+	backend := newChaosBackend(t, func(_ string, body []byte) answer {
+		if bytes.Contains(body, []byte(`"POISON"`)) {
+			return answerFail
+		}
+		return answerOK
+	})
+	env := envFor(b, topo, topologyEnv(cfg))
+	fwdEnv := clone(env)
+	fwdEnv["CATERING_SERVICE_EP"] = backend.URL + "/catering"
+	fwd := start(t, "forwarder", fwdEnv, "FORWARDER_ADMIN_ADDR", "FORWARDER_ADMIN_ADDR_FILE")
+	ing := start(t, "ingress", clone(env), "INGRESS_ADDR", "INGRESS_ADDR_FILE")
+
+	load := newLoader(ing.addr)
+	const n = 300
+	const poisonAt = 17
+	err := load.run(context.Background(), "chaos3", n, 4, 200, func(i int) []byte {
+		if i == poisonAt {
+			return registration("POISON")
+		}
+		return registration(fmt.Sprint("p3-", i))
+	})
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	poison := fmt.Sprintf("chaos3-%05d", poisonAt)
+	var healthy []string
+	for _, id := range load.acceptedIDs() {
+		if id != poison {
+			healthy = append(healthy, id)
+		}
+	}
+	tl := backend.waitDelivered(t, healthy, time.Minute)
+	deadline := time.Now().Add(30 * time.Second)
+	for depth(t, b, topo.DeadQueue) == 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	attempts := backend.requestsFor(poison)
+	report(t, "3 (poison)", tl, fmt.Sprintf("poison_attempts=%d dead_letters=%d", len(attempts), depth(t, b, topo.DeadQueue)))
+	if d := depth(t, b, topo.DeadQueue); d != 1 {
+		t.Errorf("%d dead letters, want exactly the poison one", d)
+	}
+	if len(attempts) != cfg.MaxAttempts {
+		t.Errorf("poison tried %d times (%v), want exactly %d", len(attempts), attempts, cfg.MaxAttempts)
+	}
+	if tl.lost != 0 {
+		t.Errorf("%d healthy registrations lost", tl.lost)
+	}
+	if c := contains(fwd.log.String(), "pausing delivery"); c != 0 {
+		t.Errorf("the breaker opened %d times for one poison message", c)
+	}
+	mustStop(t, ing)
+	mustStop(t, fwd)
+}
+
+// 4. A broker crash with messages waiting in a retry tier and in the main
+// queue: all of them are delivered after it restarts.
+func TestChaos_BrokerRestartKeepsWaitingMessages(t *testing.T) {
+	b := chaosBroker(t)
+	cfg := fastRetries()
+	cfg.RetryInitial = 25 * time.Second // long enough to outlive the restart in the tier
+	cfg.RetryMax = 25 * time.Second
+	topo := chaosTopology(t, b, cfg)
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	backend := newChaosBackend(t, func(key string, _ []byte) answer {
+		mu.Lock()
+		defer mu.Unlock()
+		if !seen[key] {
+			seen[key] = true
+			return answerFail // every first attempt: into the retry tier
+		}
+		return answerOK
+	})
+	env := envFor(b, topo, topologyEnv(cfg))
+	fwdEnv := clone(env)
+	fwdEnv["CATERING_SERVICE_EP"] = backend.URL + "/catering"
+	ing := start(t, "ingress", clone(env), "INGRESS_ADDR", "INGRESS_ADDR_FILE")
+	fwd := start(t, "forwarder", clone(fwdEnv), "FORWARDER_ADMIN_ADDR", "FORWARDER_ADMIN_ADDR_FILE")
+
+	load := newLoader(ing.addr)
+	body := func(i int) []byte { return registration(fmt.Sprint("p4-", i)) }
+	if err := load.run(context.Background(), "chaos4a", 250, 4, 0, body); err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	tier := topo.Tiers()[0].Queue
+	deadline := time.Now().Add(20 * time.Second)
+	for depth(t, b, tier) < 250 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	mustStop(t, fwd)
+	if err := load.run(context.Background(), "chaos4b", 250, 4, 0, body); err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	inTier, inMain := depth(t, b, tier), depth(t, b, topo.Queue)
+	fmt.Printf("chaos 4: before the crash: %d in %s, %d in %s\n", inTier, tier, inMain, topo.Queue)
+	if inTier != 250 || inMain != 250 {
+		t.Errorf("before the crash %d in the tier and %d in the main queue, want 250 and 250", inTier, inMain)
+	}
+	if err := b.kill9(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.start(); err != nil {
+		t.Fatal(err)
+	}
+	fwd = start(t, "forwarder", clone(fwdEnv), "FORWARDER_ADMIN_ADDR", "FORWARDER_ADMIN_ADDR_FILE")
+	accepted := load.acceptedIDs()
+	tl := backend.waitDelivered(t, accepted, 90*time.Second)
+	report(t, "4 (broker restart)", tl, fmt.Sprintf("waiting_in_tier=%d waiting_in_main=%d", inTier, inMain))
+	if tl.lost != 0 || tl.accepted != 500 {
+		t.Errorf("accepted %d, lost %d; want 500 and 0", tl.accepted, tl.lost)
+	}
+	mustStop(t, ing)
+	mustStop(t, fwd)
+}
+
+// 5. SIGTERM to each service under load: exit code 0, nothing lost, and
+// nothing in flight abandoned (which would come back as a duplicate).
+func TestChaos_SIGTERMUnderLoad(t *testing.T) {
+	b := chaosBroker(t)
+	cfg := fastRetries()
+	topo := chaosTopology(t, b, cfg)
+	backend := newChaosBackend(t, func(string, []byte) answer {
+		time.Sleep(20 * time.Millisecond)
+		return answerOK
+	})
+	env := envFor(b, topo, topologyEnv(cfg))
+	fwdEnv := clone(env)
+	fwdEnv["CATERING_SERVICE_EP"] = backend.URL + "/catering"
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ingEnv := clone(env)
+	ingEnv["INGRESS_ADDR"] = fmt.Sprintf("127.0.0.1:%d", port)
+	fwd := start(t, "forwarder", clone(fwdEnv), "FORWARDER_ADMIN_ADDR", "FORWARDER_ADMIN_ADDR_FILE")
+	ing := start(t, "ingress", clone(ingEnv), "INGRESS_ADDR", "INGRESS_ADDR_FILE")
+
+	load := newLoader(ing.addr)
+	loadErr := make(chan error, 1)
+	go func() {
+		loadErr <- load.run(context.Background(), "chaos5", 1500, 16, 300, func(i int) []byte { return registration(fmt.Sprint("p5-", i)) })
+	}()
+	time.Sleep(2 * time.Second)
+	fmt.Printf("chaos 5: SIGTERM forwarder (accepted so far: %d)\n", len(load.acceptedIDs()))
+	mustStop(t, fwd)
+	time.Sleep(time.Second)
+	fmt.Printf("chaos 5: SIGTERM ingress (accepted so far: %d)\n", len(load.acceptedIDs()))
+	mustStop(t, ing)
+	ing = start(t, "ingress", clone(ingEnv), "INGRESS_ADDR", "INGRESS_ADDR_FILE")
+	fwd = start(t, "forwarder", clone(fwdEnv), "FORWARDER_ADMIN_ADDR", "FORWARDER_ADMIN_ADDR_FILE")
+	if err := <-loadErr; err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	tl := backend.waitDelivered(t, load.acceptedIDs(), time.Minute)
+	report(t, "5 (SIGTERM)", tl, fmt.Sprintf("client_retries=%d", load.retries.Load()))
+	if tl.lost != 0 || tl.duplicates != 0 {
+		t.Errorf("lost %d, duplicates %d; want 0 and 0 after graceful shutdowns", tl.lost, tl.duplicates)
+	}
+	mustStop(t, ing)
+	mustStop(t, fwd)
+}
