@@ -4,7 +4,7 @@
 # boundary, so every per-module target loops over MODULES explicitly.
 # Override on the command line, e.g. `make test MODULES=pkg`.
 
-MODULES  ?= pkg services/ingress services/forwarder services/catering-stub cmd/relayctl test/e2e
+MODULES  ?= pkg services/ingress services/forwarder services/catering-stub cmd/relayctl deployments test/e2e
 SERVICES ?= ingress forwarder catering-stub
 
 GO       ?= go

@@ -285,6 +285,9 @@ func TestChaos_BrokerRestartKeepsWaitingMessages(t *testing.T) {
 	env := envFor(b, topo, topologyEnv(cfg))
 	fwdEnv := clone(env)
 	fwdEnv["CATERING_SERVICE_EP"] = backend.URL + "/catering"
+	// A backend failing every first attempt would rightly open the breaker
+	// and pause delivery; this scenario wants the messages parked in a tier.
+	fwdEnv["BREAKER_FAILURE_THRESHOLD"] = "1000000"
 	ing := start(t, "ingress", clone(env), "INGRESS_ADDR", "INGRESS_ADDR_FILE")
 	fwd := start(t, "forwarder", clone(fwdEnv), "FORWARDER_ADMIN_ADDR", "FORWARDER_ADMIN_ADDR_FILE")
 
@@ -296,7 +299,7 @@ func TestChaos_BrokerRestartKeepsWaitingMessages(t *testing.T) {
 	tier := topo.Tiers()[0].Queue
 	deadline := time.Now().Add(20 * time.Second)
 	for depth(t, b, tier) < 250 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // queue depth has no event to wait on
 	}
 	mustStop(t, fwd)
 	if err := load.run(context.Background(), "chaos4b", 250, 4, 0, body); err != nil {
