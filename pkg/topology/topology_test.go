@@ -9,6 +9,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/railco/relay/pkg/brokertest"
+	"github.com/railco/relay/pkg/envelope"
 	"github.com/railco/relay/pkg/topology"
 )
 
@@ -144,5 +145,54 @@ func TestTier_ReturnsMessageToMainQueueAfterTTL(t *testing.T) {
 	}
 	if d.MessageId != "m1" || string(d.Body) != "x" {
 		t.Errorf("got %q %q, want m1 x", d.MessageId, d.Body)
+	}
+}
+
+// A message whose consumer dies again and again (here: rejects it with
+// requeue) is dead-lettered by the broker itself after QUEUE_DELIVERY_LIMIT
+// deliveries, into the dead-letter queue, where it reads as rejected-by-broker.
+func TestMainQueue_DeliveryLimitDeadLettersCrashLoops(t *testing.T) {
+	conn := brokertest.Dial(t)
+	cfg := brokertest.Config(t)
+	cfg.DeliveryLimit = 5
+	topo := brokertest.Declare(t, conn, cfg)
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	if err := ch.Publish(topo.Exchange, topo.Queue, true, false, amqp.Publishing{MessageId: "crash", DeliveryMode: amqp.Persistent, Body: []byte("{}")}); err != nil {
+		t.Fatal(err)
+	}
+	deliveries := 0
+	for {
+		d, ok, err := ch.Get(topo.Queue, false /* autoAck */)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			if brokertest.Depth(t, conn, topo.DeadQueue) > 0 {
+				break
+			}
+			if deliveries > 50 {
+				t.Fatalf("still not dead-lettered after %d deliveries", deliveries)
+			}
+			time.Sleep(10 * time.Millisecond) // the broker moves it asynchronously
+			continue
+		}
+		deliveries++
+		if err := d.Reject(true /* requeue */); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dead := brokertest.Get(t, conn, topo.DeadQueue, 5*time.Second)
+	if dead.MessageId != "crash" {
+		t.Errorf("dead letter %q, want crash", dead.MessageId)
+	}
+	if got := envelope.Read(dead).Reason; got != envelope.ReasonRejectedByBroker {
+		t.Errorf("reason %q, want %q", got, envelope.ReasonRejectedByBroker)
+	}
+	if deliveries < cfg.DeliveryLimit || deliveries > cfg.DeliveryLimit+1 {
+		t.Errorf("dead-lettered after %d deliveries, want about the limit of %d", deliveries, cfg.DeliveryLimit)
 	}
 }

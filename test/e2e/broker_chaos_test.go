@@ -163,3 +163,13 @@ func (b *privateBroker) logTail() string {
 	}
 	return string(raw)
 }
+
+// ctl runs rabbitmqctl against the node.
+func (b *privateBroker) ctl(t *testing.T, args ...string) {
+	t.Helper()
+	cmd := exec.Command("rabbitmqctl", append([]string{"-n", b.node}, args...)...)
+	cmd.Env = b.env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("rabbitmqctl %v: %v: %s", args, err, out)
+	}
+}

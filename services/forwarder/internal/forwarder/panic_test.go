@@ -1,0 +1,70 @@
+package forwarder_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/railco/relay/pkg/broker"
+	"github.com/railco/relay/pkg/brokertest"
+	"github.com/railco/relay/pkg/envelope"
+	"github.com/railco/relay/services/forwarder/internal/breaker"
+	"github.com/railco/relay/services/forwarder/internal/delivery"
+	"github.com/railco/relay/services/forwarder/internal/forwarder"
+)
+
+// senderFunc adapts a function to forwarder.Sender.
+type senderFunc func(context.Context, delivery.Request) delivery.Result
+
+func (f senderFunc) Deliver(ctx context.Context, r delivery.Request) delivery.Result { return f(ctx, r) }
+
+// A message that makes delivery panic costs an attempt, not the process: it
+// is retried like any failure and the forwarder goes on.
+func TestForwarder_PanicBecomesAFailedAttempt(t *testing.T) {
+	conn := brokertest.Dial(t)
+	topo := brokertest.Declare(t, conn, brokertest.Config(t))
+	pub := broker.NewPublisher(1)
+	if err := pub.Attach(conn); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pub.Detach)
+
+	var calls atomic.Int32
+	delivered := make(chan int, 1)
+	sender := senderFunc(func(_ context.Context, r delivery.Request) delivery.Result {
+		if calls.Add(1) == 1 {
+			panic("bug triggered by this message")
+		}
+		delivered <- r.Attempt
+		return delivery.Result{Status: 200}
+	})
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	brk := breaker.New(breaker.Options{Threshold: 5, MinMessages: 3, ProbeInterval: time.Second, ProbeMax: time.Second}, log)
+	t.Cleanup(brk.Stop)
+	fwd := forwarder.New(forwarder.Options{Concurrency: 1, Prefetch: 1, DeliveryTimeout: time.Second,
+		PublishTimeout: 5 * time.Second, HoldMax: time.Minute}, topo, pub, sender, brk, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- fwd.Consume(ctx, conn) }()
+
+	ctxPub, cancelPub := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelPub()
+	if err := pub.Publish(ctxPub, topo.Exchange, topo.Queue, envelope.New("boom", []byte("{}"), time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case attempt := <-delivered:
+		if attempt != 2 {
+			t.Errorf("delivered on attempt %d, want 2: the panic must count as attempt 1", attempt)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the message was not retried after the panic")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("consume: %v", err)
+	}
+}
