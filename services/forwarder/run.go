@@ -17,11 +17,13 @@ import (
 
 	"github.com/railco/relay/pkg/broker"
 	"github.com/railco/relay/pkg/logging"
+	pkgmetrics "github.com/railco/relay/pkg/metrics"
 	"github.com/railco/relay/pkg/topology"
 	"github.com/railco/relay/services/forwarder/internal/breaker"
 	"github.com/railco/relay/services/forwarder/internal/config"
 	"github.com/railco/relay/services/forwarder/internal/delivery"
 	"github.com/railco/relay/services/forwarder/internal/forwarder"
+	"github.com/railco/relay/services/forwarder/internal/metrics"
 )
 
 // run wires the forwarder and blocks until ctx ends and everything in flight
@@ -38,9 +40,12 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	log = log.With("service", "forwarder")
 
 	topo := topology.New(cfg.Topology)
+	queues := pkgmetrics.NewQueues(topo, cfg.Metrics.QueueInterval)
+	m := metrics.New(queues)
 	pub := broker.NewPublisher(cfg.PublisherChannels)
 	client := delivery.NewClient(cfg.Endpoint, cfg.Concurrency)
 	defer client.Close()
+	cfg.Breaker.OnChange = m.CircuitChanged
 	brk := breaker.New(cfg.Breaker, log)
 	defer brk.Stop()
 	fwd := forwarder.New(forwarder.Options{
@@ -50,6 +55,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		PublishTimeout:  cfg.PublishTimeout,
 		NonRetryable:    cfg.NonRetryable,
 		HoldMax:         cfg.HoldMax,
+		Observer:        m,
 	}, topo, pub, client, brk, log)
 
 	var consuming atomic.Bool
@@ -65,6 +71,8 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 			return err
 		}
 		defer pub.Detach() // after Consume: in-flight moves still need it
+		queues.Attach(conn)
+		defer queues.Detach()
 		go func() {
 			// Blocked-connection alarms and connection loss; Consume sees the loss on its channel.
 			_ = broker.Wait(ctx, conn, func(blocked bool, reason string) {
@@ -83,14 +91,18 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: adminHandler(&consuming, brk), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: adminHandler(&consuming, brk, m.Handler()), ReadHeaderTimeout: 5 * time.Second}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		d := broker.Dialer{URL: cfg.AMQPURL, Name: "relay-forwarder", Log: log}
+		d := broker.Dialer{URL: cfg.AMQPURL, Name: "relay-forwarder", Log: log, OnConnected: m.BrokerConnected}
 		err := d.Run(gctx, session)
 		log.Info("broker loop stopped")
 		return err
+	})
+	g.Go(func() error {
+		queues.Run(gctx)
+		return nil
 	})
 	g.Go(func() error {
 		if err := srv.Serve(admin); !errors.Is(err, http.ErrServerClosed) {
@@ -127,9 +139,10 @@ func listen(addr, file string) (net.Listener, error) {
 	return ln, nil
 }
 
-// adminHandler serves liveness and readiness. A forwarder paused by an open
-// breaker is ready: it is doing what it should while the backend is down.
-func adminHandler(consuming *atomic.Bool, brk *breaker.Breaker) http.Handler {
+// adminHandler serves liveness, readiness and the metrics. A forwarder paused
+// by an open breaker is ready: it is doing what it should while the backend
+// is down.
+func adminHandler(consuming *atomic.Bool, brk *breaker.Breaker, metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -142,6 +155,7 @@ func adminHandler(consuming *atomic.Bool, brk *breaker.Breaker) http.Handler {
 		}
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "consumer": "disconnected", "circuit": circuit})
 	})
+	mux.Handle("GET /metrics", metrics)
 	return mux
 }
 

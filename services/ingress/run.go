@@ -16,10 +16,12 @@ import (
 
 	"github.com/railco/relay/pkg/broker"
 	"github.com/railco/relay/pkg/logging"
+	pkgmetrics "github.com/railco/relay/pkg/metrics"
 	"github.com/railco/relay/pkg/topology"
 
 	"github.com/railco/relay/services/ingress/internal/config"
 	"github.com/railco/relay/services/ingress/internal/httpapi"
+	"github.com/railco/relay/services/ingress/internal/metrics"
 )
 
 // run serves until ctx ends, then shuts down gracefully and returns nil; it
@@ -40,7 +42,9 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	}
 	topo := topology.New(cfg.Topology)
 	pub := broker.NewPublisher(cfg.PublisherChannels)
-	api := httpapi.New(cfg, pub, topo, log)
+	queues := pkgmetrics.NewQueues(topo, cfg.Metrics.QueueInterval)
+	m := metrics.New(pub.Blocked, queues)
+	api := httpapi.New(cfg, pub, topo, log, httpapi.WithObserver(m), httpapi.WithMetrics(m.Handler()))
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -80,10 +84,14 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		return nil
 	})
 	g.Go(func() error {
-		d := broker.Dialer{URL: cfg.AMQPURL, Name: "relay-ingress", Log: log}
-		if err := d.Run(brokerCtx, session(topo, pub, log)); err != nil {
+		d := broker.Dialer{URL: cfg.AMQPURL, Name: "relay-ingress", Log: log, OnConnected: m.BrokerConnected}
+		if err := d.Run(brokerCtx, session(topo, pub, queues, log)); err != nil {
 			return fmt.Errorf("broker: %w", err)
 		}
+		return nil
+	})
+	g.Go(func() error {
+		queues.Run(brokerCtx)
 		return nil
 	})
 	if err := g.Wait(); err != nil {
@@ -94,8 +102,8 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 }
 
 // session runs the ingress on one broker connection: declare the topology,
-// publish until the connection is lost or ctx ends.
-func session(topo *topology.Topology, pub *broker.Publisher, log *slog.Logger) broker.Session {
+// publish (and poll queue depths) until the connection is lost or ctx ends.
+func session(topo *topology.Topology, pub *broker.Publisher, queues *pkgmetrics.Queues, log *slog.Logger) broker.Session {
 	return func(ctx context.Context, conn *amqp.Connection) error {
 		if err := topo.Declare(conn); err != nil {
 			var mismatch *topology.MismatchError
@@ -108,6 +116,8 @@ func session(topo *topology.Topology, pub *broker.Publisher, log *slog.Logger) b
 			return err
 		}
 		defer pub.Detach()
+		queues.Attach(conn)
+		defer queues.Detach()
 		log.Info("ready to accept registrations")
 		return broker.Wait(ctx, conn, func(blocked bool, reason string) {
 			if pub.Blocked() == blocked {

@@ -61,6 +61,9 @@ type Options struct {
 	MinMessages   int           // distinct messages a run of Failed needs
 	ProbeInterval time.Duration // wait before the first probe
 	ProbeMax      time.Duration // longest wait between probes
+	// OnChange, if set, is told every state change. It is called with the
+	// breaker's lock held, so it must be quick and must not call the Breaker.
+	OnChange func(State)
 }
 
 // Breaker is safe for concurrent use.
@@ -208,6 +211,9 @@ func (b *Breaker) setState(s State) {
 	b.state = s
 	close(b.changed)
 	b.changed = make(chan struct{})
+	if b.opts.OnChange != nil {
+		b.opts.OnChange(s)
+	}
 }
 
 // Stop cancels a pending probe timer.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -171,5 +172,27 @@ func TestBreaker_AcquireGivesUp(t *testing.T) {
 	cancel()
 	if _, err := b.Acquire(ctx, 0); !errors.Is(err, context.Canceled) {
 		t.Errorf("Acquire after cancel = %v, want context.Canceled", err)
+	}
+}
+
+func TestBreaker_OnChangeSeesEveryTransition(t *testing.T) {
+	var mu sync.Mutex
+	var seen []breaker.State
+	b := breaker.New(breaker.Options{Threshold: 5, MinMessages: 3, ProbeInterval: 10 * time.Millisecond, ProbeMax: 40 * time.Millisecond,
+		OnChange: func(s breaker.State) { mu.Lock(); seen = append(seen, s); mu.Unlock() }},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(b.Stop)
+	open(b)
+	for _, outcome := range []breaker.Failure{breaker.Unreachable, breaker.None} { // a failed probe, then a good one
+		if probe, err := b.Acquire(context.Background(), 0); err != nil || !probe {
+			t.Fatalf("Acquire = %v, %v; want a probe", probe, err)
+		}
+		b.Record("p", outcome, true, "refused")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []breaker.State{breaker.Open, breaker.HalfOpen, breaker.Open, breaker.HalfOpen, breaker.Closed}
+	if fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Errorf("OnChange saw %v, want %v", seen, want)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/railco/relay/pkg/config"
+	pkgmetrics "github.com/railco/relay/pkg/metrics"
 	"github.com/railco/relay/pkg/topology"
 	"github.com/railco/relay/services/forwarder/internal/breaker"
 )
@@ -28,6 +29,7 @@ type Config struct {
 	LogLevel          string
 	LogFormat         string
 	Topology          topology.Config
+	Metrics           pkgmetrics.Config
 }
 
 // DefaultNonRetryable are the statuses that mean "this request will never
@@ -56,6 +58,7 @@ func Load(getenv config.Getenv) (Config, error) {
 		LogLevel:  l.String("LOG_LEVEL", "info"),
 		LogFormat: l.String("LOG_FORMAT", "json"),
 		Topology:  topology.LoadConfig(l),
+		Metrics:   pkgmetrics.LoadConfig(l),
 	}
 	// One unacked message per worker by default: while the breaker holds
 	// every worker, no message waits unowned in the client's buffer, where
@@ -108,6 +111,9 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("BREAKER_HOLD_MAX must be positive and below RabbitMQ's default consumer_timeout of 30m"))
 	}
 	if err := c.Topology.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Metrics.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -19,7 +19,7 @@ func TestLoad_Defaults(t *testing.T) {
 	}
 	if c.Concurrency != 16 || c.Prefetch != 16 || c.DeliveryTimeout != 10*time.Second || c.AdminAddr != ":8291" ||
 		c.Topology.MaxAttempts != 4 || c.Topology.RetryInitial != time.Second || c.Topology.RetryMultiplier != 5 ||
-		c.Topology.RetryMax != 10*time.Minute {
+		c.Topology.RetryMax != 10*time.Minute || c.Metrics.QueueInterval != 10*time.Second {
 		t.Errorf("defaults: %+v", c)
 	}
 	for _, code := range []int{400, 401, 403, 404, 405, 409, 410, 413, 415, 422} {
@@ -52,6 +52,7 @@ func TestLoad_Invalid(t *testing.T) {
 		"MAX_DELIVERY_ATTEMPTS":  {"MAX_DELIVERY_ATTEMPTS": "0"},
 		"BREAKER_MIN_MESSAGES":   {"BREAKER_MIN_MESSAGES": "9"},
 		"BREAKER_HOLD_MAX":       {"BREAKER_HOLD_MAX": "45m"},
+		"QUEUE_METRICS_INTERVAL": {"QUEUE_METRICS_INTERVAL": "100ms"},
 	}
 	for name, env := range tests {
 		if _, err := load(env); err == nil || !strings.Contains(err.Error(), name) {

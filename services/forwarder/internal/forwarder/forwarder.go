@@ -48,6 +48,8 @@ type Options struct {
 	// before handing it back to the queue; below the broker's consumer_timeout
 	// (30 min by default), which would otherwise close the channel.
 	HoldMax time.Duration
+	// Observer is told what happens to each delivery; nil tells no one.
+	Observer Observer
 }
 
 // Breaker decides when attempts may be made; see package breaker.
@@ -63,13 +65,18 @@ type Forwarder struct {
 	pub    Publisher
 	sender Sender
 	brk    Breaker
+	obs    Observer
 	log    *slog.Logger
 	now    func() time.Time
 }
 
 // New returns a Forwarder.
 func New(opts Options, topo *topology.Topology, pub Publisher, sender Sender, brk Breaker, log *slog.Logger) *Forwarder {
-	return &Forwarder{opts: opts, topo: topo, pub: pub, sender: sender, brk: brk, log: log, now: time.Now}
+	obs := opts.Observer
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	return &Forwarder{opts: opts, topo: topo, pub: pub, sender: sender, brk: brk, obs: obs, log: log, now: time.Now}
 }
 
 // Consume delivers messages from the main queue on conn until ctx ends or the
@@ -152,9 +159,11 @@ func (f *Forwarder) Handle(ctx context.Context, d amqp.Delivery) {
 		f.brk.Record(id, failure, probe, a.Err)
 		log := f.log.With("id", id, "attempt", a.Number, "status", res.Status, "duration_ms", res.Duration.Milliseconds(), "probe", probe)
 		if failure == breaker.Unreachable || (probe && failure != breaker.None) {
-			log.Info("attempt", "outcome", "not-counted", "err", a.Err)
+			log.Info("attempt", "outcome", OutcomeNotCounted, "err", a.Err)
+			f.obs.Outcome(OutcomeNotCounted)
 			continue
 		}
+		f.obs.Attempted(a.Number, res.Duration)
 		f.settle(log, d, id, a, res)
 		return
 	}
@@ -204,7 +213,11 @@ func breakerFailure(res delivery.Result) breaker.Failure {
 func (f *Forwarder) settle(log *slog.Logger, d amqp.Delivery, id string, a envelope.Attempt, res delivery.Result) {
 	switch outcome := delivery.Classify(res, f.opts.NonRetryable); {
 	case outcome == delivery.Delivered:
-		f.logSettled(log, outcome.String(), d.Ack(false))
+		err := d.Ack(false)
+		f.logSettled(log, OutcomeDelivered, err)
+		if accepted := envelope.Read(d).AcceptedAt; err == nil && !accepted.IsZero() {
+			f.obs.Delivered(f.now().Sub(accepted))
+		}
 	case outcome == delivery.Reject:
 		f.deadLetter(log, d, id, a, envelope.ReasonNonRetryable)
 	case a.Number >= f.topo.MaxAttempts:
@@ -212,7 +225,7 @@ func (f *Forwarder) settle(log *slog.Logger, d amqp.Delivery, id string, a envel
 	default:
 		tier := f.topo.TierFor(a.Number, res.RetryAfter)
 		err := f.move(d, "", tier.Queue, envelope.Retry(d, a))
-		f.logSettled(log.With("err", a.Err, "retry_in", tier.Delay.String()), "retry", err)
+		f.logSettled(log.With("err", a.Err, "retry_in", tier.Delay.String()), OutcomeRetry, err)
 	}
 }
 
@@ -221,13 +234,14 @@ func (f *Forwarder) settle(log *slog.Logger, d amqp.Delivery, id string, a envel
 // ages past the broker's consumer timeout in our hands.
 func (f *Forwarder) giveBack(d amqp.Delivery, id string, why error) {
 	err := f.move(d, f.topo.Exchange, f.topo.Queue, envelope.Requeue(d))
-	f.logSettled(f.log.With("id", id, "why", why.Error()), "returned-to-queue", err)
+	f.logSettled(f.log.With("id", id, "why", why.Error()), OutcomeReturnedToQueue, err)
 }
 
 func (f *Forwarder) deadLetter(log *slog.Logger, d amqp.Delivery, id string, a envelope.Attempt, reason string) {
 	err := f.move(d, f.topo.DeadExchange, f.topo.Queue, envelope.Dead(d, a, reason, f.now()))
-	f.logSettled(log.With("err", a.Err, "reason", reason), "dead-lettered", err)
+	f.logSettled(log.With("err", a.Err, "reason", reason), OutcomeDeadLettered, err)
 	if err == nil {
+		f.obs.DeadLettered(reason)
 		f.log.Warn(fmt.Sprintf("message %s failed to forward %d times; moved to %s", id, a.Number, f.topo.DeadQueue),
 			"id", id, "attempts", a.Number, "reason", reason, "last_status", a.Status)
 	}
@@ -249,10 +263,12 @@ func (f *Forwarder) move(d amqp.Delivery, exchange, key string, msg amqp.Publish
 
 func (f *Forwarder) logSettled(log *slog.Logger, outcome string, err error) {
 	if err != nil {
-		log.Warn("attempt not settled", "outcome", "requeued", "cause", err)
+		log.Warn("attempt not settled", "outcome", OutcomeRequeued, "cause", err)
+		f.obs.Outcome(OutcomeRequeued)
 		return
 	}
 	log.Info("attempt", "outcome", outcome)
+	f.obs.Outcome(outcome)
 }
 
 // messageID is the AMQP message id the ingress set. A message published by

@@ -130,6 +130,7 @@ type harness struct {
 	pub  *broker.Publisher
 	brk  *breaker.Breaker
 	logs *syncBuffer
+	obs  *recorder
 }
 
 type syncBuffer struct {
@@ -162,9 +163,10 @@ func start(t *testing.T, cfg topology.Config, endpoint string) *harness {
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	brk := breaker.New(breaker.Options{Threshold: 5, MinMessages: 3, ProbeInterval: 200 * time.Millisecond, ProbeMax: time.Second}, log)
 	t.Cleanup(brk.Stop)
+	obs := &recorder{}
 	fwd := forwarder.New(forwarder.Options{
 		Concurrency: 4, Prefetch: 4, DeliveryTimeout: 2 * time.Second, PublishTimeout: 5 * time.Second,
-		NonRetryable: map[int]bool{422: true}, HoldMax: time.Minute,
+		NonRetryable: map[int]bool{422: true}, HoldMax: time.Minute, Observer: obs,
 	}, topo, pub, client, brk, log)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -176,7 +178,7 @@ func start(t *testing.T, cfg topology.Config, endpoint string) *harness {
 			t.Errorf("consume: %v", err)
 		}
 	})
-	return &harness{topo: topo, conn: conn, pub: pub, brk: brk, logs: logs}
+	return &harness{topo: topo, conn: conn, pub: pub, brk: brk, logs: logs, obs: obs}
 }
 
 func (h *harness) publish(t *testing.T, id, body string) {

@@ -19,7 +19,9 @@ import (
 // senderFunc adapts a function to forwarder.Sender.
 type senderFunc func(context.Context, delivery.Request) delivery.Result
 
-func (f senderFunc) Deliver(ctx context.Context, r delivery.Request) delivery.Result { return f(ctx, r) }
+func (f senderFunc) Deliver(ctx context.Context, r delivery.Request) delivery.Result {
+	return f(ctx, r)
+}
 
 // A message that makes delivery panic costs an attempt, not the process: it
 // is retried like any failure and the forwarder goes on.

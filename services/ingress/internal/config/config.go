@@ -14,6 +14,7 @@ import (
 
 	pkgconfig "github.com/railco/relay/pkg/config"
 	"github.com/railco/relay/pkg/logging"
+	pkgmetrics "github.com/railco/relay/pkg/metrics"
 	"github.com/railco/relay/pkg/topology"
 )
 
@@ -40,6 +41,7 @@ type Config struct {
 	LogLevel          string        // LOG_LEVEL
 	LogFormat         string        // LOG_FORMAT
 	Topology          topology.Config
+	Metrics           pkgmetrics.Config // QUEUE_METRICS_INTERVAL
 }
 
 // Load reads the configuration through getenv, using defaults for unset
@@ -58,6 +60,7 @@ func Load(getenv func(string) string) (Config, error) {
 		LogLevel:          l.String("LOG_LEVEL", "info"),
 		LogFormat:         l.String("LOG_FORMAT", "json"),
 		Topology:          topology.LoadConfig(l),
+		Metrics:           pkgmetrics.LoadConfig(l),
 	}
 	if err := l.Err(); err != nil {
 		// Report unparseable values together with the range problems of the rest.
@@ -106,6 +109,9 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Topology.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Metrics.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	pkgmetrics "github.com/railco/relay/pkg/metrics"
 	"github.com/railco/relay/pkg/topology"
 
 	"github.com/railco/relay/services/ingress/internal/config"
@@ -38,6 +39,7 @@ func TestLoad_Defaults(t *testing.T) {
 			RetryMax:        10 * time.Minute,
 			DeliveryLimit:   100,
 		},
+		Metrics: pkgmetrics.Config{QueueInterval: 10 * time.Second},
 	}
 	if got != want {
 		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
@@ -62,6 +64,7 @@ func TestLoad_Overrides(t *testing.T) {
 		"RETRY_MULTIPLIER":       "2.5",
 		"RETRY_MAX_INTERVAL":     "1m",
 		"QUEUE_DELIVERY_LIMIT":   "50",
+		"QUEUE_METRICS_INTERVAL": "0",
 	}))
 	if err != nil {
 		t.Fatalf("Load: %v", err)
@@ -85,6 +88,7 @@ func TestLoad_Overrides(t *testing.T) {
 			RetryMax:        time.Minute,
 			DeliveryLimit:   50,
 		},
+		Metrics: pkgmetrics.Config{QueueInterval: 0},
 	}
 	if got != want {
 		t.Errorf("overrides:\n got %+v\nwant %+v", got, want)
@@ -115,6 +119,7 @@ func TestLoad_Errors(t *testing.T) {
 		{"topology attempts", map[string]string{"MAX_DELIVERY_ATTEMPTS": "0"}, []string{"MAX_DELIVERY_ATTEMPTS must be at least 1"}},
 		{"topology multiplier", map[string]string{"RETRY_MULTIPLIER": "0.5"}, []string{"RETRY_MULTIPLIER must be at least 1"}},
 		{"topology delivery limit", map[string]string{"QUEUE_DELIVERY_LIMIT": "3"}, []string{"QUEUE_DELIVERY_LIMIT must be above MAX_DELIVERY_ATTEMPTS"}},
+		{"queue metrics interval", map[string]string{"QUEUE_METRICS_INTERVAL": "10ms"}, []string{"QUEUE_METRICS_INTERVAL must be 0 (off) or at least 1s"}},
 		{"all problems at once", map[string]string{"LOG_LEVEL": "loud", "LOG_FORMAT": "xml", "PUBLISHER_CHANNELS": "0", "RETRY_MULTIPLIER": "x"},
 			[]string{"LOG_LEVEL", "LOG_FORMAT", "PUBLISHER_CHANNELS", `RETRY_MULTIPLIER="x"`}},
 	}

@@ -61,6 +61,7 @@ const (
 	outcomeReady      = "ready"
 	outcomeNotReady   = "not_ready"
 	outcomeHealthy    = "ok"
+	outcomeScraped    = "scraped" // GET /metrics
 )
 
 // Error messages that do not come from the error itself: a client learns

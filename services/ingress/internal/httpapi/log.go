@@ -27,9 +27,10 @@ func infoOf(c echo.Context) *requestInfo {
 }
 
 // logRequests logs one line per request once it is answered: at info, at warn
-// when the service failed it (with the error), and at debug for probes,
-// which would otherwise drown the rest. It hands a handler's error to the
-// HTTPErrorHandler itself so that the line has the final status.
+// when the service failed it (with the error), and at debug for probes and
+// scrapes, which would otherwise drown the rest. It hands a handler's error
+// to the HTTPErrorHandler itself so that the line has the final status, and
+// tells the Observer.
 func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
@@ -40,9 +41,14 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		req := c.Request()
 		status := c.Response().Status
+		took := time.Since(start)
+		s.obs.Answered(status, info.outcome)
+		if req.Method == http.MethodPost && req.URL.Path == pathRegister {
+			s.obs.Registration(took)
+		}
 		level := slog.LevelInfo
 		switch {
-		case req.URL.Path == "/healthz" || req.URL.Path == "/readyz":
+		case req.URL.Path == "/healthz" || req.URL.Path == "/readyz" || req.URL.Path == pathMetrics:
 			level = slog.LevelDebug // a 503 from /readyz is an answer, not a failure
 		case status >= http.StatusInternalServerError:
 			level = slog.LevelWarn
@@ -54,7 +60,7 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 			slog.String("method", req.Method),
 			slog.String("path", req.URL.Path),
 			slog.Int("status", status),
-			slog.Duration("duration", time.Since(start)),
+			slog.Duration("duration", took),
 			slog.String("outcome", info.outcome),
 		}
 		if info.id != "" {

@@ -16,6 +16,12 @@ import (
 	"github.com/railco/relay/services/ingress/internal/registration"
 )
 
+// Paths served besides the probes.
+const (
+	pathRegister = "/catering/register"
+	pathMetrics  = "/metrics"
+)
+
 // maxKeyLen bounds Idempotency-Key: it becomes the AMQP message-id, a
 // short string of at most 255 bytes, and shows in logs.
 const maxKeyLen = 200
@@ -61,9 +67,11 @@ func (s *Server) register(c echo.Context) error {
 	// finishing it lets the log say whether the message was stored.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), s.publishTimeout)
 	defer cancel()
-	if err := s.pub.Publish(ctx, s.exchange, s.routingKey, envelope.New(id, body, time.Now())); err != nil {
+	start := time.Now()
+	if err := s.pub.Publish(ctx, s.exchange, s.routingKey, envelope.New(id, body, start)); err != nil {
 		return &notStoredError{err: err}
 	}
+	s.obs.Confirmed(time.Since(start))
 	info.outcome = outcomeAccepted
 	return c.JSON(http.StatusAccepted, accepted{ID: id, Status: "accepted"})
 }

@@ -34,6 +34,36 @@ type Publisher interface {
 	Blocked() bool
 }
 
+// Observer is told about requests, for metrics. The server calls it from
+// every request's goroutine: implementations must be safe for concurrent use
+// and must not block.
+type Observer interface {
+	// Answered reports a request once it is answered, with its status and
+	// the outcome the request log shows.
+	Answered(status int, outcome string)
+	// Registration reports how long a POST /catering/register took to
+	// answer, whatever the answer.
+	Registration(took time.Duration)
+	// Confirmed reports how long the broker took to confirm a registration
+	// it stored.
+	Confirmed(took time.Duration)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Answered(int, string)       {}
+func (nopObserver) Registration(time.Duration) {}
+func (nopObserver) Confirmed(time.Duration)    {}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithObserver has obs told about every request.
+func WithObserver(obs Observer) Option { return func(s *Server) { s.obs = obs } }
+
+// WithMetrics serves h at GET /metrics.
+func WithMetrics(h http.Handler) Option { return func(s *Server) { s.metrics = h } }
+
 // HTTP server timeouts. There is no write timeout: a handler is bounded by
 // PUBLISH_TIMEOUT and its responses are a few bytes.
 const (
@@ -45,11 +75,14 @@ const (
 	idleTimeout = 2 * time.Minute
 )
 
-// Server serves POST /catering/register, GET /healthz and GET /readyz.
+// Server serves POST /catering/register, GET /healthz, GET /readyz and,
+// when given a handler, GET /metrics.
 type Server struct {
-	echo *echo.Echo
-	pub  Publisher
-	log  *slog.Logger
+	echo    *echo.Echo
+	pub     Publisher
+	log     *slog.Logger
+	obs     Observer
+	metrics http.Handler
 
 	exchange, routingKey string
 	maxBody              int
@@ -61,16 +94,20 @@ type Server struct {
 
 // New returns a Server that publishes registrations to topo's exchange with
 // the main queue as routing key.
-func New(cfg config.Config, pub Publisher, topo *topology.Topology, log *slog.Logger) *Server {
+func New(cfg config.Config, pub Publisher, topo *topology.Topology, log *slog.Logger, opts ...Option) *Server {
 	s := &Server{
 		echo:           echo.New(),
 		pub:            pub,
 		log:            log,
+		obs:            nopObserver{},
 		exchange:       topo.Exchange,
 		routingKey:     topo.Queue,
 		maxBody:        cfg.MaxBodyBytes,
 		publishTimeout: cfg.PublishTimeout,
 		retryAfter:     strconv.Itoa(int(cfg.RetryAfter / time.Second)),
+	}
+	for _, o := range opts {
+		o(s)
 	}
 	e := s.echo
 	e.HideBanner = true
@@ -82,9 +119,12 @@ func New(cfg config.Config, pub Publisher, topo *topology.Topology, log *slog.Lo
 	e.Server.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 
 	e.Use(s.logRequests)
-	e.POST("/catering/register", s.register)
+	e.POST(pathRegister, s.register)
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
+	if s.metrics != nil {
+		e.GET(pathMetrics, s.serveMetrics)
+	}
 	return s
 }
 

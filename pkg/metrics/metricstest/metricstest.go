@@ -1,0 +1,296 @@
+// Package metricstest scrapes, lints and reads Prometheus metrics in tests,
+// and reads and checks the queries of a Grafana dashboard.
+//
+// Lint and LintQueries run promtool, which a test needs for real: when it is
+// missing the test fails, it never skips (apt-get install prometheus
+// provides it).
+package metricstest
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// Scrape GETs url (a /metrics endpoint) and returns the body, failing t
+// unless the answer is 200 in the Prometheus text format.
+func Scrape(t testing.TB, url string) string {
+	t.Helper()
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	res, err := client.Get(url)
+	if err != nil {
+		t.Fatalf("scrape %s: %v", url, err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatalf("scrape %s: %v", url, err)
+	}
+	if res.StatusCode != http.StatusOK || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/plain") {
+		t.Fatalf("scrape %s: %d %s, want 200 text/plain; body:\n%s", url, res.StatusCode, res.Header.Get("Content-Type"), body)
+	}
+	return string(body)
+}
+
+// Lint runs `promtool check metrics` on an exposition and fails t with its
+// complaints (names, units, help texts, histogram consistency).
+func Lint(t testing.TB, exposition string) {
+	t.Helper()
+	cmd := exec.Command(promtool(t), "check", "metrics")
+	cmd.Stdin = strings.NewReader(exposition)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// promtool returns promtool's path, failing t when it is not installed.
+func promtool(t testing.TB) string {
+	t.Helper()
+	path, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatal("promtool is not installed; the metrics and the dashboard's queries must pass its checks: " +
+			"install it (Debian: apt-get install -y prometheus)")
+	}
+	return path
+}
+
+// Families parses an exposition in the text format.
+func Families(t testing.TB, exposition string) map[string]*dto.MetricFamily {
+	t.Helper()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(exposition))
+	if err != nil {
+		t.Fatalf("parse exposition: %v\n%s", err, exposition)
+	}
+	return fams
+}
+
+// Value returns the value of the sample of family name whose labels include
+// labels (name=value pairs), and whether there is one. A histogram's value
+// is its sample count.
+func Value(t testing.TB, fams map[string]*dto.MetricFamily, name string, labels ...string) (float64, bool) {
+	t.Helper()
+	if len(labels)%2 != 0 {
+		t.Fatalf("Value(%s): labels must be name=value pairs, got %q", name, labels)
+	}
+	fam, ok := fams[name]
+	if !ok {
+		return 0, false
+	}
+next:
+	for _, m := range fam.GetMetric() {
+		for i := 0; i < len(labels); i += 2 {
+			if !hasLabel(m, labels[i], labels[i+1]) {
+				continue next
+			}
+		}
+		switch {
+		case m.GetCounter() != nil:
+			return m.GetCounter().GetValue(), true
+		case m.GetGauge() != nil:
+			return m.GetGauge().GetValue(), true
+		case m.GetHistogram() != nil:
+			return float64(m.GetHistogram().GetSampleCount()), true
+		case m.GetUntyped() != nil:
+			return m.GetUntyped().GetValue(), true
+		}
+	}
+	return 0, false
+}
+
+func hasLabel(m *dto.Metric, name, value string) bool {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue() == value
+		}
+	}
+	return false
+}
+
+// Names returns the sorted names of the families in fams.
+func Names(fams map[string]*dto.MetricFamily) []string {
+	names := make([]string, 0, len(fams))
+	for name := range fams {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Gathered returns the sorted names of the families g gathers.
+func Gathered(t testing.TB, g interface {
+	Gather() ([]*dto.MetricFamily, error)
+}) []string {
+	t.Helper()
+	fams, err := g.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	names := make([]string, 0, len(fams))
+	for _, f := range fams {
+		names = append(names, f.GetName())
+	}
+	slices.Sort(names)
+	return names
+}
+
+// DashboardQueries returns the PromQL queries of a Grafana dashboard JSON
+// file: panel targets (rows and nested panels included) and template
+// variable queries.
+func DashboardQueries(t testing.TB, path string) []string {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read dashboard: %v", err)
+	}
+	var doc any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatalf("dashboard %s is not JSON: %v", path, err)
+	}
+	var exprs []string
+	collectExprs(doc, &exprs)
+	if len(exprs) == 0 {
+		t.Fatalf("dashboard %s has no queries", path)
+	}
+	return exprs
+}
+
+// DashboardMetrics returns the sorted, distinct metric names that the
+// queries of a Grafana dashboard JSON file use. A histogram's _bucket, _sum
+// and _count series are reported under the histogram's name when histogram
+// says that is one.
+func DashboardMetrics(t testing.TB, path string, histogram func(name string) bool) []string {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, e := range DashboardQueries(t, path) {
+		for _, name := range MetricNames(e) {
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+				if base, ok := strings.CutSuffix(name, suffix); ok && histogram(base) {
+					name = base
+					break
+				}
+			}
+			seen[name] = true
+		}
+	}
+	names := make([]string, 0, len(seen))
+	for n := range seen {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// grafanaIntervals are the interval variables Grafana fills in before a
+// query reaches Prometheus.
+var grafanaIntervals = regexp.MustCompile(`\$__(?:rate_interval|interval|range)\b|\$\{__(?:rate_interval|interval|range)\}`)
+
+// LintQueries has promtool parse every query (as a recording rule), with
+// Grafana's interval variables replaced by 5m, and fails t on syntax errors.
+func LintQueries(t testing.TB, queries []string) {
+	t.Helper()
+	type rule struct {
+		Record string `json:"record"`
+		Expr   string `json:"expr"`
+	}
+	var rules []rule
+	for i, q := range queries {
+		rules = append(rules, rule{Record: fmt.Sprintf("dashboard:query_%d", i+1), Expr: grafanaIntervals.ReplaceAllString(q, "5m")})
+	}
+	file := map[string]any{"groups": []any{map[string]any{"name": "dashboard", "rules": rules}}}
+	raw, err := json.Marshal(file) // JSON is YAML
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "queries.yml")
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(promtool(t), "check", "rules", path).CombinedOutput()
+	if err != nil {
+		var list strings.Builder
+		for _, r := range rules {
+			fmt.Fprintf(&list, "%s: %s\n", r.Record, r.Expr)
+		}
+		t.Fatalf("promtool check rules: %v\n%s\nqueries:\n%s", err, out, list.String())
+	}
+}
+
+// collectExprs walks a decoded dashboard and appends every "expr" string and
+// every string "query" (template variables; Grafana 9+ may nest it as
+// {"query": "..."}).
+func collectExprs(v any, out *[]string) {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, child := range v {
+			if s, ok := child.(string); ok && (k == "expr" || k == "query") && s != "" {
+				*out = append(*out, s)
+				continue
+			}
+			collectExprs(child, out)
+		}
+	case []any:
+		for _, child := range v {
+			collectExprs(child, out)
+		}
+	}
+}
+
+var (
+	quoted      = regexp.MustCompile(`"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|` + "`[^`]*`")
+	labelValues = regexp.MustCompile(`label_values\(\s*([^,()]*?)\s*(?:,[^()]*)?\)`)
+	matchers    = regexp.MustCompile(`\{[^}]*\}`)
+	ranges      = regexp.MustCompile(`\[[^\]]*\]`)
+	variables   = regexp.MustCompile(`\$\{[^}]*\}|\$\w+`)
+	grouping    = regexp.MustCompile(`\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)`)
+	ident       = regexp.MustCompile(`[a-zA-Z_:][\w:]*`)
+	// keywords are PromQL words that are not metric names.
+	keywords = map[string]bool{
+		"by": true, "without": true, "on": true, "ignoring": true, "group_left": true, "group_right": true,
+		"bool": true, "offset": true, "and": true, "or": true, "unless": true, "atan2": true,
+		"inf": true, "nan": true, "Inf": true, "NaN": true,
+	}
+)
+
+// MetricNames returns the metric names a PromQL expression selects, in order
+// of appearance, with duplicates. Grafana's label_values(metric, label)
+// selects metric; label_values(label) selects none.
+func MetricNames(expr string) []string {
+	e := quoted.ReplaceAllString(expr, `""`)
+	e = matchers.ReplaceAllString(e, " ")
+	e = labelValues.ReplaceAllStringFunc(e, func(call string) string {
+		if !strings.Contains(call, ",") {
+			return " " // label_values(label) names a label, not a metric
+		}
+		return " " + labelValues.FindStringSubmatch(call)[1] + " "
+	})
+	e = variables.ReplaceAllString(e, " ")
+	e = ranges.ReplaceAllString(e, " ")
+	e = grouping.ReplaceAllString(e, " ")
+	var names []string
+	for _, loc := range ident.FindAllStringIndex(e, -1) {
+		if loc[0] > 0 && strings.ContainsAny(e[loc[0]-1:loc[0]], "0123456789.") {
+			continue // inside a number (1e3) or a duration (5m)
+		}
+		name := e[loc[0]:loc[1]]
+		if strings.HasPrefix(strings.TrimLeft(e[loc[1]:], " \t\n"), "(") || keywords[name] {
+			continue // a function or aggregation, or a keyword
+		}
+		names = append(names, name)
+	}
+	return names
+}

@@ -1,0 +1,147 @@
+// Package metrics defines the forwarder's Prometheus metrics and serves them
+// from a registry of its own. *Metrics is the forwarder.Observer that run
+// hands to the forwarder, and it follows the breaker and the broker
+// connection through callbacks.
+package metrics
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/railco/relay/pkg/envelope"
+	pkgmetrics "github.com/railco/relay/pkg/metrics"
+	"github.com/railco/relay/services/forwarder/internal/breaker"
+	"github.com/railco/relay/services/forwarder/internal/forwarder"
+)
+
+// Metric names.
+const (
+	Deliveries         = "relay_forwarder_deliveries_total"
+	DeliveryAttempt    = "relay_forwarder_delivery_attempt"
+	DeliveryDuration   = "relay_forwarder_delivery_duration_seconds"
+	EndToEnd           = "relay_forwarder_end_to_end_seconds"
+	DeadLetters        = "relay_forwarder_dead_letters_total"
+	CircuitState       = "relay_forwarder_circuit_state"
+	CircuitTransitions = "relay_forwarder_circuit_transitions_total"
+	BrokerConnected    = "relay_forwarder_broker_connected"
+)
+
+// Names lists the metrics this package defines (not the Go, process and
+// queue collectors'): a test checks that the dashboard asks for no others.
+var Names = []string{Deliveries, DeliveryAttempt, DeliveryDuration, EndToEnd, DeadLetters, CircuitState, CircuitTransitions, BrokerConnected}
+
+// Histograms lists the names in Names that are histograms.
+var Histograms = []string{DeliveryAttempt, DeliveryDuration, EndToEnd}
+
+// endToEndBuckets span a message that goes straight through (milliseconds)
+// to one that waited out retry tiers or an outage (hours).
+var endToEndBuckets = []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400}
+
+// Metrics is safe for concurrent use.
+type Metrics struct {
+	reg                *prometheus.Registry
+	deliveries         *prometheus.CounterVec
+	attempt            prometheus.Histogram
+	duration           prometheus.Histogram
+	endToEnd           prometheus.Histogram
+	deadLetters        *prometheus.CounterVec
+	circuitState       prometheus.Gauge
+	circuitTransitions *prometheus.CounterVec
+	brokerConnected    prometheus.Gauge
+}
+
+// New returns the forwarder's metrics in a new registry, together with the
+// Go and process collectors and extra (the queue poller).
+func New(extra ...prometheus.Collector) *Metrics {
+	m := &Metrics{
+		reg: pkgmetrics.NewRegistry(),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: Deliveries,
+			Help: "Deliveries handled, by outcome: delivered, retry, dead-lettered, returned-to-queue, requeued (the move failed; the broker redelivers), and not-counted attempts (backend unreachable, failed probe).",
+		}, []string{"outcome"}),
+		attempt: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    DeliveryAttempt,
+			Help:    "Number of each counted delivery attempt (1 = first try); not-counted attempts are left out.",
+			Buckets: prometheus.LinearBuckets(1, 1, 10),
+		}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    DeliveryDuration,
+			Help:    "Time a counted delivery attempt's HTTP exchange with the Catering backend took.",
+			Buckets: prometheus.DefBuckets,
+		}),
+		endToEnd: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    EndToEnd,
+			Help:    "Time from the ingress accepting a registration to its delivery, retries and pauses included.",
+			Buckets: endToEndBuckets,
+		}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: DeadLetters,
+			Help: "Messages the forwarder moved to the dead-letter queue, by reason: max-attempts, non-retryable.",
+		}, []string{"reason"}),
+		circuitState: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: CircuitState,
+			Help: "Circuit breaker state: 0 closed (delivering), 1 open (paused), 2 half-open (probing).",
+		}),
+		circuitTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: CircuitTransitions,
+			Help: "Circuit breaker state changes, by the state changed to.",
+		}, []string{"to"}),
+		brokerConnected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: BrokerConnected,
+			Help: "1 while the forwarder has a connection to RabbitMQ, else 0.",
+		}),
+	}
+	// Every label value from the start: rate() sees a 0 rather than no data,
+	// and a dashboard's series do not appear only after the first event.
+	for _, o := range forwarder.Outcomes {
+		m.deliveries.WithLabelValues(o)
+	}
+	for _, r := range []string{envelope.ReasonMaxAttempts, envelope.ReasonNonRetryable} {
+		m.deadLetters.WithLabelValues(r)
+	}
+	for _, s := range []breaker.State{breaker.Closed, breaker.Open, breaker.HalfOpen} {
+		m.circuitTransitions.WithLabelValues(s.String())
+	}
+	m.reg.MustRegister(m.deliveries, m.attempt, m.duration, m.endToEnd, m.deadLetters,
+		m.circuitState, m.circuitTransitions, m.brokerConnected)
+	m.reg.MustRegister(extra...)
+	return m
+}
+
+// Handler serves the metrics (GET /metrics).
+func (m *Metrics) Handler() http.Handler { return pkgmetrics.Handler(m.reg) }
+
+// Gatherer returns the registry, for tests.
+func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
+
+// Attempted implements forwarder.Observer.
+func (m *Metrics) Attempted(number int, took time.Duration) {
+	m.attempt.Observe(float64(number))
+	m.duration.Observe(took.Seconds())
+}
+
+// Outcome implements forwarder.Observer.
+func (m *Metrics) Outcome(outcome string) { m.deliveries.WithLabelValues(outcome).Inc() }
+
+// Delivered implements forwarder.Observer.
+func (m *Metrics) Delivered(age time.Duration) { m.endToEnd.Observe(age.Seconds()) }
+
+// DeadLettered implements forwarder.Observer.
+func (m *Metrics) DeadLettered(reason string) { m.deadLetters.WithLabelValues(reason).Inc() }
+
+// CircuitChanged follows the breaker; it is breaker.Options.OnChange.
+func (m *Metrics) CircuitChanged(s breaker.State) {
+	m.circuitState.Set(float64(s))
+	m.circuitTransitions.WithLabelValues(s.String()).Inc()
+}
+
+// BrokerConnected follows the broker connection; it is broker.Dialer.OnConnected.
+func (m *Metrics) BrokerConnected(up bool) {
+	if up {
+		m.brokerConnected.Set(1)
+		return
+	}
+	m.brokerConnected.Set(0)
+}

@@ -1,0 +1,78 @@
+package metrics_test
+
+import (
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/railco/relay/pkg/metrics/metricstest"
+
+	"github.com/railco/relay/services/ingress/internal/httpapi"
+	"github.com/railco/relay/services/ingress/internal/metrics"
+)
+
+var _ httpapi.Observer = (*metrics.Metrics)(nil)
+
+// own drops the Go and process collectors' names.
+func own(names []string) []string {
+	return slices.DeleteFunc(names, func(n string) bool {
+		return strings.HasPrefix(n, "go_") || strings.HasPrefix(n, "process_")
+	})
+}
+
+func TestNew_ExportsExactlyNames(t *testing.T) {
+	m := metrics.New(func() bool { return false })
+	got := own(metricstest.Gathered(t, m.Gatherer()))
+	want := slices.Sorted(slices.Values(metrics.Names))
+	if !slices.Equal(got, want) {
+		t.Errorf("gathered %q, want metrics.Names %q", got, want)
+	}
+	for _, h := range metrics.Histograms {
+		if !slices.Contains(metrics.Names, h) {
+			t.Errorf("histogram %s is not in Names", h)
+		}
+	}
+}
+
+func TestMetrics_CountWhatTheyAreTold(t *testing.T) {
+	var blocked atomic.Bool
+	m := metrics.New(blocked.Load)
+	m.Answered(202, "accepted")
+	m.Answered(202, "accepted")
+	m.Answered(400, "malformed_json")
+	m.Answered(500, "")
+	m.Registration(3 * time.Millisecond)
+	m.Registration(40 * time.Millisecond)
+	m.Confirmed(2 * time.Millisecond)
+	m.BrokerConnected(true)
+	m.BrokerConnected(false)
+	blocked.Store(true)
+
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	text := metricstest.Scrape(t, srv.URL)
+	metricstest.Lint(t, text)
+	fams := metricstest.Families(t, text)
+	tests := []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{metrics.Requests, []string{"code", "202", "outcome", "accepted"}, 2},
+		{metrics.Requests, []string{"code", "400", "outcome", "malformed_json"}, 1},
+		{metrics.Requests, []string{"code", "500", "outcome", "unknown"}, 1},
+		{metrics.Requests, []string{"code", "503", "outcome", "not_stored"}, 0},
+		{metrics.RequestDuration, nil, 2},
+		{metrics.PublishConfirm, nil, 1},
+		{metrics.BrokerConnected, nil, 0},
+		{metrics.BrokerBlocked, nil, 1},
+	}
+	for _, tt := range tests {
+		if got, ok := metricstest.Value(t, fams, tt.name, tt.labels...); !ok || got != tt.want {
+			t.Errorf("%s%v = %v (present %v), want %v", tt.name, tt.labels, got, ok, tt.want)
+		}
+	}
+}

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/railco/relay/pkg/brokertest"
+	pkgmetrics "github.com/railco/relay/pkg/metrics"
+	"github.com/railco/relay/pkg/metrics/metricstest"
+	"github.com/railco/relay/pkg/topology"
+
+	"github.com/railco/relay/services/ingress/internal/metrics"
+)
+
+func TestRun_ExportsMetrics(t *testing.T) {
+	env, tcfg := baseEnv(t)
+	env["QUEUE_METRICS_INTERVAL"] = "1s"
+	in := start(t, env)
+	in.waitReady(t)
+	queue := topology.New(tcfg).Queue
+
+	for range 2 {
+		if res := do(t, http.MethodPost, in.url+"/catering/register", "application/json", seedBody(t)); res.status != http.StatusAccepted {
+			t.Fatalf("POST seed: %d %v, want 202", res.status, res.body)
+		}
+	}
+	if res := do(t, http.MethodPost, in.url+"/catering/register", "application/json", []byte(`{"passengerId":`)); res.status != http.StatusBadRequest {
+		t.Fatalf("POST malformed: %d %v, want 400", res.status, res.body)
+	}
+
+	// The queue depth comes from a poll: wait for one that saw both messages.
+	var text string
+	brokertest.Eventually(t, deadline, "the main queue's depth of 2 in /metrics", func() bool {
+		text = metricstest.Scrape(t, in.url+"/metrics")
+		n, _ := metricstest.Value(t, metricstest.Families(t, text), pkgmetrics.QueueMessages, "queue", queue)
+		return n == 2
+	})
+	fams := metricstest.Families(t, text)
+	metricstest.Lint(t, text)
+	tests := []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{metrics.Requests, []string{"code", "202", "outcome", "accepted"}, 2},
+		{metrics.Requests, []string{"code", "400", "outcome", "malformed_json"}, 1},
+		{metrics.Requests, []string{"code", "503", "outcome", "not_stored"}, 0},
+		{metrics.Requests, []string{"code", "200", "outcome", "ready"}, 1}, // waitReady's probe
+		{metrics.RequestDuration, nil, 3},                                  // histograms: the sample count
+		{metrics.PublishConfirm, nil, 2},
+		{metrics.BrokerConnected, nil, 1},
+		{metrics.BrokerBlocked, nil, 0},
+		{pkgmetrics.QueueMessages, []string{"queue", queue, "kind", pkgmetrics.KindMain}, 2},
+		{pkgmetrics.QueueConsumers, []string{"queue", queue}, 0},
+	}
+	for _, tt := range tests {
+		if got, ok := metricstest.Value(t, fams, tt.name, tt.labels...); !ok || got != tt.want {
+			t.Errorf("%s%v = %v (present %v), want %v", tt.name, tt.labels, got, ok, tt.want)
+		}
+	}
+	for _, name := range append(slices.Clone(metrics.Names), pkgmetrics.QueueMessages, pkgmetrics.QueueConsumers, "go_goroutines", "process_cpu_seconds_total") {
+		if _, ok := fams[name]; !ok {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+	if err := in.stop(t); err != nil {
+		t.Fatalf("run returned %v after cancel, want nil", err)
+	}
+}
+
+// dashboard is the Grafana dashboard that deployments/grafana provisions.
+const dashboard = "../../deployments/grafana/dashboards/relay.json"
+
+// TestDashboard_QueriesOnlyExportedMetrics keeps the dashboard and the code
+// in step: every relay_ingress_* and relay_queue_* metric a panel queries
+// must be one the ingress exports. The forwarder module checks relay_forwarder_*.
+func TestDashboard_QueriesOnlyExportedMetrics(t *testing.T) {
+	histogram := func(name string) bool { return slices.Contains(metrics.Histograms, name) }
+	exported := append(slices.Clone(metrics.Names), pkgmetrics.QueueMessages, pkgmetrics.QueueConsumers)
+	used := 0
+	for _, name := range metricstest.DashboardMetrics(t, dashboard, histogram) {
+		switch {
+		case strings.HasPrefix(name, "relay_forwarder_"):
+			// services/forwarder checks its own.
+		case strings.HasPrefix(name, "relay_ingress_"), strings.HasPrefix(name, "relay_queue_"):
+			used++
+			if !slices.Contains(exported, name) {
+				t.Errorf("the dashboard queries %s, which the ingress does not export (it exports %q)", name, exported)
+			}
+		case name == "up":
+		default:
+			t.Errorf("the dashboard queries %s, which no relay service exports", name)
+		}
+	}
+	if used == 0 {
+		t.Error("the dashboard shows no ingress or queue metric")
+	}
+}
