@@ -36,6 +36,7 @@ type Publisher struct {
 
 	mu      sync.RWMutex
 	set     []*confirmChannel
+	broken  chan struct{} // closed when a channel of set closes
 	next    atomic.Uint64
 	blocked atomic.Bool
 }
@@ -51,8 +52,11 @@ func NewPublisher(channels int) *Publisher {
 // to another connection.
 func (p *Publisher) Attach(conn *amqp.Connection) error {
 	set := make([]*confirmChannel, 0, p.channels)
+	broken := make(chan struct{})
+	var once sync.Once
+	onClose := func() { once.Do(func() { close(broken) }) }
 	for range p.channels {
-		c, err := openConfirmChannel(conn)
+		c, err := openConfirmChannel(conn, onClose)
 		if err != nil {
 			for _, c := range set {
 				c.close()
@@ -62,9 +66,19 @@ func (p *Publisher) Attach(conn *amqp.Connection) error {
 		set = append(set, c)
 	}
 	p.mu.Lock()
-	p.set = set
+	p.set, p.broken = set, broken
 	p.mu.Unlock()
 	return nil
+}
+
+// Broken is closed when the broker closes one of the channels opened by the
+// last Attach while its connection stays up (a channel error, such as a
+// publish to a deleted exchange). The session should then end, so the next
+// one redeclares the topology on fresh channels. Before Attach it never closes.
+func (p *Publisher) Broken() <-chan struct{} {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.broken
 }
 
 // Detach closes the channels. Publishes still waiting for a confirm fail with
@@ -135,9 +149,10 @@ type confirmChannel struct {
 	pending   map[uint64]chan error
 	closed    bool
 	done      chan struct{}
+	onClose   func()
 }
 
-func openConfirmChannel(conn *amqp.Connection) (*confirmChannel, error) {
+func openConfirmChannel(conn *amqp.Connection, onClose func()) (*confirmChannel, error) {
 	ch, err := conn.Channel()
 	if err != nil {
 		return nil, fmt.Errorf("open publish channel: %w", err)
@@ -146,7 +161,7 @@ func openConfirmChannel(conn *amqp.Connection) (*confirmChannel, error) {
 		_ = ch.Close()
 		return nil, fmt.Errorf("enable publisher confirms: %w", err)
 	}
-	c := &confirmChannel{ch: ch, pending: map[uint64]chan error{}, done: make(chan struct{})}
+	c := &confirmChannel{ch: ch, pending: map[uint64]chan error{}, done: make(chan struct{}), onClose: onClose}
 	// Unbuffered on purpose: the library hands both over from its single reader
 	// goroutine, one after the other, and only an unbuffered hand-over keeps
 	// their order for the loop: a message's return always comes before its ack.
@@ -201,6 +216,7 @@ func (c *confirmChannel) loop(confirms <-chan amqp.Confirmation, returns <-chan 
 		case cf, ok := <-confirms:
 			if !ok {
 				c.failPending()
+				c.onClose()
 				return
 			}
 			var err error

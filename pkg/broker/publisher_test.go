@@ -171,3 +171,23 @@ func TestPublisher_ConnectionLossFailsPendingPublishes(t *testing.T) {
 	}
 	t.Logf("%d of %d confirmed before the connection closed", ok, n)
 }
+
+// A publish to a missing exchange makes the broker close the channel: the
+// publish fails and Broken closes, so the session can start over.
+func TestPublisher_ChannelErrorClosesBroken(t *testing.T) {
+	conn := brokertest.Dial(t)
+	pub := attached(t, conn, 1)
+	select {
+	case <-pub.Broken():
+		t.Fatal("Broken closed before anything went wrong")
+	default:
+	}
+	if err := publish(pub, "no-such-exchange-"+brokertest.Prefix(t), "k", "m"); err == nil {
+		t.Fatal("publish to a missing exchange succeeded")
+	}
+	select {
+	case <-pub.Broken():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Broken did not close after the broker closed the channel")
+	}
+}

@@ -107,10 +107,15 @@ func Fatal(err error) error { return &fatalError{err: err} }
 // ErrConnectionLost is returned by Wait when the broker closed the connection.
 var ErrConnectionLost = errors.New("broker connection lost")
 
-// Wait blocks until conn closes (returns an error wrapping ErrConnectionLost)
-// or ctx ends (returns nil). While it waits it reports flow-control blocks
-// (memory or disk alarms) to onBlocked, if set.
-func Wait(ctx context.Context, conn *amqp.Connection, onBlocked func(blocked bool, reason string)) error {
+// ErrChannelLost is returned by Wait when broken closed: a channel the
+// session depends on is gone although the connection is up.
+var ErrChannelLost = errors.New("broker closed a channel")
+
+// Wait blocks until conn closes (returns an error wrapping ErrConnectionLost),
+// broken closes (ErrChannelLost; pass Publisher.Broken, or nil) or ctx ends
+// (returns nil). While it waits it reports flow-control blocks (memory or
+// disk alarms) to onBlocked, if set.
+func Wait(ctx context.Context, conn *amqp.Connection, broken <-chan struct{}, onBlocked func(blocked bool, reason string)) error {
 	// Buffered so the library never waits on us; both are drained until closed.
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
 	blocked := conn.NotifyBlocked(make(chan amqp.Blocking, 4))
@@ -123,6 +128,8 @@ func Wait(ctx context.Context, conn *amqp.Connection, onBlocked func(blocked boo
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-broken:
+			return ErrChannelLost
 		case err, ok := <-closed:
 			if !ok || err == nil {
 				return ErrConnectionLost

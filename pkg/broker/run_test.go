@@ -37,7 +37,7 @@ func TestRun_ReconnectsAfterConnectionLoss(t *testing.T) {
 			} else {
 				cancel()
 			}
-			return broker.Wait(ctx, conn, nil)
+			return broker.Wait(ctx, conn, nil, nil)
 		})
 	}()
 	select {

@@ -32,6 +32,6 @@ func ExampleQueues() {
 		}
 		queues.Attach(conn)
 		defer queues.Detach()
-		return broker.Wait(ctx, conn, nil)
+		return broker.Wait(ctx, conn, nil, nil)
 	})
 }

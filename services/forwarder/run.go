@@ -73,18 +73,28 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		defer pub.Detach() // after Consume: in-flight moves still need it
 		queues.Attach(conn)
 		defer queues.Detach()
+		// Consume until ctx ends, the connection is lost (Consume sees that on
+		// its channel) or a publishing channel breaks (Wait sees that).
+		consumeCtx, stop := context.WithCancel(ctx)
+		defer stop()
+		lost := make(chan error, 1)
 		go func() {
-			// Blocked-connection alarms and connection loss; Consume sees the loss on its channel.
-			_ = broker.Wait(ctx, conn, func(blocked bool, reason string) {
+			lost <- broker.Wait(consumeCtx, conn, pub.Broken(), func(blocked bool, reason string) {
 				pub.SetBlocked(blocked)
 				if blocked {
 					log.Warn("broker blocked the connection", "reason", reason)
 				}
 			})
+			stop()
 		}()
 		consuming.Store(true)
 		defer consuming.Store(false)
-		return fwd.Consume(ctx, conn)
+		err := fwd.Consume(consumeCtx, conn)
+		stop()
+		if waitErr := <-lost; waitErr != nil && err == nil {
+			return waitErr // drained gracefully; now reconnect
+		}
+		return err
 	}
 
 	admin, err := listen(cfg.AdminAddr, getenv("FORWARDER_ADMIN_ADDR_FILE"))

@@ -119,7 +119,7 @@ func session(topo *topology.Topology, pub *broker.Publisher, queues *pkgmetrics.
 		queues.Attach(conn)
 		defer queues.Detach()
 		log.Info("ready to accept registrations")
-		return broker.Wait(ctx, conn, func(blocked bool, reason string) {
+		return broker.Wait(ctx, conn, pub.Broken(), func(blocked bool, reason string) {
 			if pub.Blocked() == blocked {
 				return
 			}

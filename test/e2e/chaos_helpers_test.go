@@ -11,7 +11,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -129,15 +128,6 @@ func (b *chaosBackend) waitDelivered(t *testing.T, accepted []string, timeout ti
 		}
 		time.Sleep(100 * time.Millisecond) // the backend's maps have no event to wait on
 	}
-}
-
-// registration is the seed's body with a passenger id of our choosing.
-func registration(passengerID string) []byte {
-	seed, err := os.ReadFile("testdata/seed.json")
-	if err != nil {
-		panic(err)
-	}
-	return bytes.Replace(seed, []byte(`"241241d"`), []byte(`"`+passengerID+`"`), 1)
 }
 
 // loader posts registrations as a well-behaved client does: each with its

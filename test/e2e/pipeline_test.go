@@ -131,3 +131,41 @@ func TestIngress_BrokerUnreachableAnswers503(t *testing.T) {
 		t.Errorf("ingress exit: %v", err)
 	}
 }
+
+// Someone deletes the exchange while the system runs: the ingress's channel
+// fails, its session starts over and redeclares the topology, and
+// registrations are accepted and delivered again.
+func TestIngress_RecoversWhenTheExchangeIsDeleted(t *testing.T) {
+	s := startStack(t, nil)
+	postUntilAccepted(t, s.ingress.addr, registration("before"))
+
+	conn := brokertest.Dial(t)
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.ExchangeDelete(s.topo.Exchange, false, false); err != nil {
+		t.Fatal(err)
+	}
+	ch.Close()
+
+	out := postUntilAccepted(t, s.ingress.addr, registration("after"))
+	id, _ := out["id"].(string)
+	brokertest.Eventually(t, 15*time.Second, "the registration after the deletion to arrive", func() bool {
+		for _, item := range getReceived(t, s.stub.addr).Items {
+			if item.IdempotencyKey == id {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// registration is the seed's body with a passenger id of our choosing.
+func registration(passengerID string) []byte {
+	seed, err := os.ReadFile("testdata/seed.json")
+	if err != nil {
+		panic(err)
+	}
+	return bytes.Replace(seed, []byte(`"241241d"`), []byte(`"`+passengerID+`"`), 1)
+}

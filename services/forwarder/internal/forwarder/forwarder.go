@@ -148,7 +148,11 @@ func (f *Forwarder) Consume(ctx context.Context, conn *amqp.Connection) error {
 func (f *Forwarder) Handle(ctx context.Context, d amqp.Delivery) {
 	id := messageID(d)
 	number := envelope.Read(d).Attempts + 1
-	for {
+	for uncounted := 0; ; uncounted++ {
+		if err := pause(ctx, uncounted); err != nil {
+			f.giveBack(d, id, err)
+			return
+		}
 		probe, err := f.brk.Acquire(ctx, f.opts.HoldMax)
 		if err != nil {
 			f.giveBack(d, id, err)
@@ -166,6 +170,30 @@ func (f *Forwarder) Handle(ctx context.Context, d amqp.Delivery) {
 		f.obs.Attempted(a.Number, res.Duration)
 		f.settle(log, d, id, a, res)
 		return
+	}
+}
+
+// Uncounted attempts are tried again at once the first time, then after a
+// growing pause: the breaker stops a real outage after a few failures, but a
+// backend that refuses some connections while it takes others never trips it,
+// and a worker must not hammer it in a tight loop meanwhile.
+const (
+	uncountedPause    = 100 * time.Millisecond
+	uncountedPauseMax = 2 * time.Second
+)
+
+// pause waits before the nth retry of an uncounted attempt (none for n < 2).
+func pause(ctx context.Context, n int) error {
+	if n < 2 {
+		return nil
+	}
+	t := time.NewTimer(min(time.Duration(n-1)*uncountedPause, uncountedPauseMax))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 

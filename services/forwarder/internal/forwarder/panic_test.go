@@ -2,8 +2,11 @@ package forwarder_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -69,4 +72,64 @@ func TestForwarder_PanicBecomesAFailedAttempt(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("consume: %v", err)
 	}
+}
+
+// A message that cannot reach the backend while others can (a backend that
+// drops some connections) is tried again, but not in a tight loop.
+func TestForwarder_UncountedRetriesSlowDown(t *testing.T) {
+	conn := brokertest.Dial(t)
+	topo := brokertest.Declare(t, conn, brokertest.Config(t))
+	pub := broker.NewPublisher(1)
+	if err := pub.Attach(conn); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pub.Detach)
+
+	var dropped, others atomic.Int32
+	sender := senderFunc(func(_ context.Context, r delivery.Request) delivery.Result {
+		if r.ID == "dropped" {
+			dropped.Add(1)
+			return delivery.Result{Err: errors.New("connection reset by peer")}
+		}
+		others.Add(1)
+		time.Sleep(5 * time.Millisecond)
+		return delivery.Result{Status: 200}
+	})
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	brk := breaker.New(breaker.Options{Threshold: 5, MinMessages: 3, ProbeInterval: time.Second, ProbeMax: time.Second}, log)
+	t.Cleanup(brk.Stop)
+	fwd := forwarder.New(forwarder.Options{Concurrency: 2, Prefetch: 2, DeliveryTimeout: time.Second,
+		PublishTimeout: 5 * time.Second, HoldMax: time.Minute}, topo, pub, sender, brk, log)
+
+	ctxPub, cancelPub := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelPub()
+	publish := func(id string) {
+		if err := pub.Publish(ctxPub, topo.Exchange, topo.Queue, envelope.New(id, []byte("{}"), time.Now())); err != nil {
+			t.Error(err) // Error, not Fatal: called from other goroutines too
+		}
+	}
+	publish("dropped")
+	var wg sync.WaitGroup
+	for i := range 400 { // concurrently: confirms pipeline
+		wg.Go(func() { publish(fmt.Sprint("ok-", i)) })
+	}
+	wg.Wait()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	started := time.Now()
+	go func() { done <- fwd.Consume(ctx, conn) }()
+	brokertest.Eventually(t, 10*time.Second, "1.5s of deliveries", func() bool { return time.Since(started) > 1500*time.Millisecond })
+	got, delivered := dropped.Load(), others.Load()
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("consume: %v", err)
+	}
+	if delivered < 20 {
+		t.Fatalf("only %d other messages delivered: the scenario needs a healthy backend beside the dropped one", delivered)
+	}
+	// Pauses of 0, 0, 100, 200, 300, 400, 500ms...: about 7 tries in 1.5s.
+	if got < 2 || got > 15 {
+		t.Errorf("the dropped message was tried %d times in 1.5s, want a handful (paced), not a tight loop", got)
+	}
+	t.Logf("dropped message tried %d times while %d others were delivered", got, delivered)
 }
