@@ -54,9 +54,9 @@ func (p *Publisher) Attach(conn *amqp.Connection) error {
 	set := make([]*confirmChannel, 0, p.channels)
 	broken := make(chan struct{})
 	var once sync.Once
-	onClose := func() { once.Do(func() { close(broken) }) }
+	onBroken := func() { once.Do(func() { close(broken) }) }
 	for range p.channels {
-		c, err := openConfirmChannel(conn, onClose)
+		c, err := openConfirmChannel(conn, onBroken)
 		if err != nil {
 			for _, c := range set {
 				c.close()
@@ -71,10 +71,12 @@ func (p *Publisher) Attach(conn *amqp.Connection) error {
 	return nil
 }
 
-// Broken is closed when the broker closes one of the channels opened by the
-// last Attach while its connection stays up (a channel error, such as a
-// publish to a deleted exchange). The session should then end, so the next
-// one redeclares the topology on fresh channels. Before Attach it never closes.
+// Broken is closed when the topology or a channel opened by the last Attach
+// turns out to be damaged while the connection stays up: the broker closed a
+// channel (a publish to a deleted exchange, say) or returned a message as
+// unroutable (a binding or queue deleted). The session should then end, so the
+// next one redeclares the topology on fresh channels. Before Attach it never
+// closes.
 func (p *Publisher) Broken() <-chan struct{} {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
@@ -149,10 +151,10 @@ type confirmChannel struct {
 	pending   map[uint64]chan error
 	closed    bool
 	done      chan struct{}
-	onClose   func()
+	onBroken  func()
 }
 
-func openConfirmChannel(conn *amqp.Connection, onClose func()) (*confirmChannel, error) {
+func openConfirmChannel(conn *amqp.Connection, onBroken func()) (*confirmChannel, error) {
 	ch, err := conn.Channel()
 	if err != nil {
 		return nil, fmt.Errorf("open publish channel: %w", err)
@@ -161,7 +163,7 @@ func openConfirmChannel(conn *amqp.Connection, onClose func()) (*confirmChannel,
 		_ = ch.Close()
 		return nil, fmt.Errorf("enable publisher confirms: %w", err)
 	}
-	c := &confirmChannel{ch: ch, pending: map[uint64]chan error{}, done: make(chan struct{}), onClose: onClose}
+	c := &confirmChannel{ch: ch, pending: map[uint64]chan error{}, done: make(chan struct{}), onBroken: onBroken}
 	// Unbuffered on purpose: the library hands both over from its single reader
 	// goroutine, one after the other, and only an unbuffered hand-over keeps
 	// their order for the loop: a message's return always comes before its ack.
@@ -216,7 +218,7 @@ func (c *confirmChannel) loop(confirms <-chan amqp.Confirmation, returns <-chan 
 		case cf, ok := <-confirms:
 			if !ok {
 				c.failPending()
-				c.onClose()
+				c.onBroken()
 				return
 			}
 			var err error
@@ -225,6 +227,7 @@ func (c *confirmChannel) loop(confirms <-chan amqp.Confirmation, returns <-chan 
 				err = ErrNacked
 			case returned[cf.DeliveryTag]:
 				err = ErrUnroutable
+				c.onBroken()
 			}
 			delete(returned, cf.DeliveryTag)
 			c.pendingMu.Lock()

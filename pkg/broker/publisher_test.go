@@ -191,3 +191,17 @@ func TestPublisher_ChannelErrorClosesBroken(t *testing.T) {
 		t.Fatal("Broken did not close after the broker closed the channel")
 	}
 }
+
+func TestPublisher_UnroutableClosesBroken(t *testing.T) {
+	conn := brokertest.Dial(t)
+	topo := brokertest.Declare(t, conn, brokertest.Config(t))
+	pub := attached(t, conn, 1)
+	if err := publish(pub, topo.Exchange, "unbound-key", "m"); !errors.Is(err, broker.ErrUnroutable) {
+		t.Fatalf("publish: %v, want ErrUnroutable", err)
+	}
+	select {
+	case <-pub.Broken():
+	default:
+		t.Error("Broken still open after an unroutable publish")
+	}
+}

@@ -169,3 +169,27 @@ func registration(passengerID string) []byte {
 	}
 	return bytes.Replace(seed, []byte(`"241241d"`), []byte(`"`+passengerID+`"`), 1)
 }
+
+// Someone removes the main queue's binding: the message is returned
+// unroutable (503, not 202), the ingress starts over and redeclares the
+// topology, and registrations are accepted again.
+func TestIngress_RecoversWhenTheBindingIsRemoved(t *testing.T) {
+	s := startStack(t, nil)
+	postUntilAccepted(t, s.ingress.addr, registration("before"))
+
+	conn := brokertest.Dial(t)
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueUnbind(s.topo.Queue, s.topo.Queue, s.topo.Exchange, nil); err != nil {
+		t.Fatal(err)
+	}
+	ch.Close()
+
+	resp, out := post(t, s.ingress.addr, registration("unbound"), nil)
+	if resp.StatusCode != 503 {
+		t.Errorf("POST with no binding: %d %v, want 503", resp.StatusCode, out)
+	}
+	postUntilAccepted(t, s.ingress.addr, registration("after"))
+}

@@ -147,7 +147,8 @@ func (f *Forwarder) Consume(ctx context.Context, conn *amqp.Connection) error {
 // DeliveryTimeout and its outcome is recorded.
 func (f *Forwarder) Handle(ctx context.Context, d amqp.Delivery) {
 	id := messageID(d)
-	number := envelope.Read(d).Attempts + 1
+	meta := envelope.Read(d)
+	number := meta.Attempts + 1
 	for uncounted := 0; ; uncounted++ {
 		if err := pause(ctx, uncounted); err != nil {
 			f.giveBack(d, id, err)
@@ -168,7 +169,7 @@ func (f *Forwarder) Handle(ctx context.Context, d amqp.Delivery) {
 			continue
 		}
 		f.obs.Attempted(a.Number, res.Duration)
-		f.settle(log, d, id, a, res)
+		f.settle(log, d, id, a, res, meta.AcceptedAt)
 		return
 	}
 }
@@ -238,12 +239,12 @@ func breakerFailure(res delivery.Result) breaker.Failure {
 }
 
 // settle acks, retries or dead-letters d after a counted attempt.
-func (f *Forwarder) settle(log *slog.Logger, d amqp.Delivery, id string, a envelope.Attempt, res delivery.Result) {
+func (f *Forwarder) settle(log *slog.Logger, d amqp.Delivery, id string, a envelope.Attempt, res delivery.Result, accepted time.Time) {
 	switch outcome := delivery.Classify(res, f.opts.NonRetryable); {
 	case outcome == delivery.Delivered:
 		err := d.Ack(false)
 		f.logSettled(log, OutcomeDelivered, err)
-		if accepted := envelope.Read(d).AcceptedAt; err == nil && !accepted.IsZero() {
+		if err == nil && !accepted.IsZero() {
 			f.obs.Delivered(f.now().Sub(accepted))
 		}
 	case outcome == delivery.Reject:
