@@ -27,6 +27,20 @@ const (
 	HeaderDeadAt         = "x-relay-dead-lettered-at" // RFC 3339
 )
 
+// Redrive headers. A redrive (relayctl dead redrive, or the forwarder's
+// scheduled redrive) sends a dead letter back to the main queue without its
+// attempt count and dead-letter headers; these keep its history. The
+// previous-* headers describe the last death only, so they never grow.
+const (
+	HeaderRedriveCount       = "x-relay-redrive-count"             // times redriven so far
+	HeaderRedrivenAt         = "x-relay-redriven-at"               // RFC 3339, the last redrive
+	HeaderPreviousAttempts   = "x-relay-previous-attempts"         // attempts before the last redrive
+	HeaderPreviousReason     = "x-relay-previous-reason"           // why it died before the last redrive
+	HeaderPreviousLastStatus = "x-relay-previous-last-status"      // its last HTTP status then
+	HeaderPreviousLastError  = "x-relay-previous-last-error"       // its last error then
+	HeaderPreviousDeadAt     = "x-relay-previous-dead-lettered-at" // RFC 3339, when it died then
+)
+
 // Dead-letter reasons.
 const (
 	ReasonMaxAttempts      = "max-attempts"       // failed MaxAttempts times
@@ -71,6 +85,7 @@ type Meta struct {
 	LastError      string
 	Reason         string
 	DeadAt         time.Time
+	RedriveCount   int
 }
 
 // Read extracts Meta from a delivered message.
@@ -86,6 +101,7 @@ func Read(d amqp.Delivery) Meta {
 		LastError:      stringHeader(h, HeaderLastError),
 		Reason:         stringHeader(h, HeaderReason),
 		DeadAt:         timeHeader(h, HeaderDeadAt),
+		RedriveCount:   intHeader(h, HeaderRedriveCount),
 	}
 	if m.AcceptedAt.IsZero() {
 		m.AcceptedAt = d.Timestamp

@@ -72,3 +72,15 @@ func TestTruncate_KeepsUTF8Whole(t *testing.T) {
 		t.Error("short string changed")
 	}
 }
+
+// The redrive count survives the forwarder's retries and death: Retry and
+// Dead copy every header but the broker's x-death bookkeeping.
+func TestRead_RedriveCountSurvivesRetryAndDeath(t *testing.T) {
+	msg := envelope.New("id-1", []byte(`{}`), time.Now())
+	msg.Headers[envelope.HeaderRedriveCount] = int32(2)
+	r := envelope.Retry(delivered(msg), envelope.Attempt{Number: 1, At: time.Now(), Status: 503})
+	dead := envelope.Dead(delivered(r), envelope.Attempt{Number: 2, At: time.Now(), Status: 503}, envelope.ReasonMaxAttempts, time.Now())
+	if got := envelope.Read(delivered(dead)).RedriveCount; got != 2 {
+		t.Errorf("redrive count %d after retry and death, want 2", got)
+	}
+}

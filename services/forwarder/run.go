@@ -24,6 +24,7 @@ import (
 	"github.com/railco/relay/services/forwarder/internal/delivery"
 	"github.com/railco/relay/services/forwarder/internal/forwarder"
 	"github.com/railco/relay/services/forwarder/internal/metrics"
+	"github.com/railco/relay/services/forwarder/internal/redrive"
 )
 
 // run wires the forwarder and blocks until ctx ends and everything in flight
@@ -114,6 +115,16 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		queues.Run(gctx)
 		return nil
 	})
+	if cfg.RedriveInterval > 0 {
+		// A connection of its own: its rounds run only while connected, and
+		// a failed round cannot disturb the consumer's session.
+		rlog := log.With("component", "redrive")
+		rd := redrive.New(redrive.Options{Interval: cfg.RedriveInterval, MaxRedrives: cfg.RedriveMax}, topo, rlog)
+		g.Go(func() error {
+			d := broker.Dialer{URL: cfg.AMQPURL, Name: "relay-forwarder-redrive", Log: rlog}
+			return d.Run(gctx, rd.Run)
+		})
+	}
 	g.Go(func() error {
 		if err := srv.Serve(admin); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("admin server: %w", err)

@@ -30,6 +30,9 @@ type Config struct {
 	LogFormat         string
 	Topology          topology.Config
 	Metrics           pkgmetrics.Config
+	// Scheduled redrive of max-attempts dead letters; see package redrive.
+	RedriveInterval time.Duration // DEAD_LETTER_REDRIVE_INTERVAL; 0 turns it off
+	RedriveMax      int           // DEAD_LETTER_REDRIVE_MAX: redrives per letter
 }
 
 // DefaultNonRetryable are the statuses that mean "this request will never
@@ -59,6 +62,9 @@ func Load(getenv config.Getenv) (Config, error) {
 		LogFormat: l.String("LOG_FORMAT", "json"),
 		Topology:  topology.LoadConfig(l),
 		Metrics:   pkgmetrics.LoadConfig(l),
+
+		RedriveInterval: l.Duration("DEAD_LETTER_REDRIVE_INTERVAL", 0),
+		RedriveMax:      l.Int("DEAD_LETTER_REDRIVE_MAX", 3),
 	}
 	// One unacked message per worker by default: while the breaker holds
 	// every worker, no message waits unowned in the client's buffer, where
@@ -109,6 +115,13 @@ func (c Config) Validate() error {
 	}
 	if c.HoldMax <= 0 || c.HoldMax >= 30*time.Minute {
 		errs = append(errs, errors.New("BREAKER_HOLD_MAX must be positive and below RabbitMQ's default consumer_timeout of 30m"))
+	}
+	if c.RedriveInterval != 0 && c.RedriveInterval < time.Second {
+		// Each round browses the whole dead-letter queue.
+		errs = append(errs, errors.New("DEAD_LETTER_REDRIVE_INTERVAL must be 0 (off) or at least 1s"))
+	}
+	if c.RedriveMax < 1 {
+		errs = append(errs, errors.New("DEAD_LETTER_REDRIVE_MAX must be at least 1"))
 	}
 	if err := c.Topology.Validate(); err != nil {
 		errs = append(errs, err)

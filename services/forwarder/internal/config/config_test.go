@@ -60,3 +60,28 @@ func TestLoad_Invalid(t *testing.T) {
 		}
 	}
 }
+
+func TestLoad_ScheduledRedrive(t *testing.T) {
+	c, err := load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RedriveInterval != 0 || c.RedriveMax != 3 {
+		t.Errorf("defaults: interval %s (want 0: off), max %d (want 3)", c.RedriveInterval, c.RedriveMax)
+	}
+	c, err = load(map[string]string{"DEAD_LETTER_REDRIVE_INTERVAL": "15m", "DEAD_LETTER_REDRIVE_MAX": "5"})
+	if err != nil || c.RedriveInterval != 15*time.Minute || c.RedriveMax != 5 {
+		t.Errorf("overrides: %s %d %v", c.RedriveInterval, c.RedriveMax, err)
+	}
+	for name, env := range map[string]map[string]string{
+		"DEAD_LETTER_REDRIVE_INTERVAL": {"DEAD_LETTER_REDRIVE_INTERVAL": "100ms"},
+		"DEAD_LETTER_REDRIVE_MAX":      {"DEAD_LETTER_REDRIVE_MAX": "0"},
+	} {
+		if _, err := load(env); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: error %v, want one naming it", name, err)
+		}
+	}
+	if _, err := load(map[string]string{"DEAD_LETTER_REDRIVE_INTERVAL": "-1m"}); err == nil {
+		t.Error("a negative interval passed validation")
+	}
+}
