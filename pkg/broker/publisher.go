@@ -24,9 +24,10 @@ var (
 	ErrUnroutable = errors.New("message unroutable: no queue bound for it")
 )
 
-// headerPublishSeq carries the channel's publish sequence number so that a
+// HeaderPublishSeq carries the channel's publish sequence number so that a
 // mandatory return, which has no delivery tag, can be matched to its publish.
-const headerPublishSeq = "x-relay-publish-seq"
+// It stays on the stored message but means nothing once confirmed.
+const HeaderPublishSeq = "x-relay-publish-seq"
 
 // Publisher publishes with confirms over a set of channels that it opens on
 // each connection handed to Attach. It is safe for concurrent use; Publish
@@ -183,7 +184,7 @@ func (c *confirmChannel) publish(ctx context.Context, exchange, key string, msg 
 	c.publishMu.Lock()
 	defer c.publishMu.Unlock()
 	seq := c.ch.GetNextPublishSeqNo()
-	msg.Headers[headerPublishSeq] = int64(seq)
+	msg.Headers[HeaderPublishSeq] = int64(seq)
 
 	c.pendingMu.Lock()
 	if c.closed {
@@ -212,7 +213,7 @@ func (c *confirmChannel) loop(confirms <-chan amqp.Confirmation, returns <-chan 
 				returns = nil
 				continue
 			}
-			if seq, ok := r.Headers[headerPublishSeq].(int64); ok {
+			if seq, ok := r.Headers[HeaderPublishSeq].(int64); ok {
 				returned[uint64(seq)] = true
 			}
 		case cf, ok := <-confirms:

@@ -3,11 +3,13 @@ package deadletter
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"maps"
 	"slices"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/railco/relay/pkg/broker"
 	"github.com/railco/relay/pkg/envelope"
 )
 
@@ -50,7 +52,9 @@ func newLetter(d amqp.Delivery) Letter {
 	if m.DeadAt.IsZero() {
 		m.DeadAt = lastDeath(d.Headers)
 	}
-	return Letter{Meta: m, ContentType: d.ContentType, Headers: d.Headers, Body: d.Body}
+	headers := maps.Clone(d.Headers)
+	delete(headers, broker.HeaderPublishSeq) // publisher bookkeeping, not the letter's story
+	return Letter{Meta: m, ContentType: d.ContentType, Headers: headers, Body: d.Body}
 }
 
 // lastDeath is the time of the broker's most recent dead-lettering (x-death
