@@ -10,14 +10,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
+	pkgconfig "github.com/railco/relay/pkg/config"
 	"github.com/railco/relay/pkg/logging"
 	"github.com/railco/relay/services/catering-stub/internal/config"
 	"github.com/railco/relay/services/catering-stub/internal/stub"
@@ -55,17 +54,12 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 
 	// Listen before serving so that the bound address (port 0 picks one) is
 	// known and published before anyone is told to connect.
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", cfg.Addr)
+	ln, err := pkgconfig.Listen(cfg.Addr, cfg.AddrFile)
 	if err != nil {
-		return fmt.Errorf("listen on %q: %w", cfg.Addr, err)
+		return err
 	}
 	addr := ln.Addr().String()
 	if cfg.AddrFile != "" {
-		if err := writeAddrFile(cfg.AddrFile, addr); err != nil {
-			_ = ln.Close() // the write error is the one worth reporting
-			return err
-		}
 		// A stale file would point the next test run at a dead port.
 		defer func() { _ = os.Remove(cfg.AddrFile) }()
 	}
@@ -93,26 +87,5 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		return shutdownErr
 	}
 	log.Info("catering stub stopped")
-	return nil
-}
-
-// writeAddrFile writes addr through a temporary file and a rename, so a
-// reader polling for the file never sees it half written.
-func writeAddrFile(path, addr string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write address file: %w", err)
-	}
-	defer func() { _ = os.Remove(tmp.Name()) }() // no-op once renamed
-	if _, err := tmp.WriteString(addr); err != nil {
-		_ = tmp.Close()
-		return fmt.Errorf("write address file %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write address file %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write address file: %w", err)
-	}
 	return nil
 }

@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
 	"sync/atomic"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/railco/relay/pkg/broker"
+	pkgconfig "github.com/railco/relay/pkg/config"
 	"github.com/railco/relay/pkg/logging"
 	pkgmetrics "github.com/railco/relay/pkg/metrics"
 	"github.com/railco/relay/pkg/topology"
@@ -98,9 +97,9 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		return err
 	}
 
-	admin, err := listen(cfg.AdminAddr, getenv("FORWARDER_ADMIN_ADDR_FILE"))
+	admin, err := pkgconfig.Listen(cfg.AdminAddr, getenv("FORWARDER_ADMIN_ADDR_FILE"))
 	if err != nil {
-		return err
+		return fmt.Errorf("FORWARDER_ADMIN_ADDR, FORWARDER_ADMIN_ADDR_FILE: %w", err)
 	}
 	srv := &http.Server{Handler: adminHandler(&consuming, brk, m.Handler()), ReadHeaderTimeout: 5 * time.Second}
 
@@ -142,22 +141,6 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	err = g.Wait()
 	log.Info("forwarder stopped")
 	return err
-}
-
-// listen opens addr and, when file is set, writes the bound address to it
-// (tests and scripts start on port 0 and read it).
-func listen(addr, file string) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", addr, err)
-	}
-	if file != "" {
-		if err := os.WriteFile(file, []byte(ln.Addr().String()), 0o644); err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("write %s: %w", file, err)
-		}
-	}
-	return ln, nil
 }
 
 // adminHandler serves liveness, readiness and the metrics. A forwarder paused

@@ -6,15 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/railco/relay/pkg/broker"
+	pkgconfig "github.com/railco/relay/pkg/config"
 	"github.com/railco/relay/pkg/logging"
 	pkgmetrics "github.com/railco/relay/pkg/metrics"
 	"github.com/railco/relay/pkg/topology"
@@ -46,15 +44,9 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	m := metrics.New(pub.Blocked, queues)
 	api := httpapi.New(cfg, pub, topo, log, httpapi.WithObserver(m), httpapi.WithMetrics(m.Handler()))
 
-	ln, err := net.Listen("tcp", cfg.Addr)
+	ln, err := pkgconfig.Listen(cfg.Addr, cfg.AddrFile)
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	if cfg.AddrFile != "" {
-		if err := writeFileAtomic(cfg.AddrFile, ln.Addr().String()); err != nil {
-			_ = ln.Close()
-			return fmt.Errorf("INGRESS_ADDR_FILE: %w", err)
-		}
+		return fmt.Errorf("INGRESS_ADDR, INGRESS_ADDR_FILE: %w", err)
 	}
 	log.Info("ingress listening", "addr", ln.Addr().String(), "broker", broker.Redact(cfg.AMQPURL),
 		"exchange", topo.Exchange, "queue", topo.Queue)
@@ -131,27 +123,4 @@ func session(topo *topology.Topology, pub *broker.Publisher, queues *pkgmetrics.
 			}
 		})
 	}
-}
-
-// writeFileAtomic writes content to path through a rename, so a reader
-// polling for the file never sees it half written.
-func writeFileAtomic(path, content string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".addr-*")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.WriteString(content); err != nil {
-		_ = tmp.Close()
-		_ = os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		_ = os.Remove(tmp.Name())
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		_ = os.Remove(tmp.Name())
-		return err
-	}
-	return nil
 }
