@@ -4,7 +4,7 @@
 # boundary, so every per-module target loops over MODULES explicitly.
 # Override on the command line, e.g. `make test MODULES=pkg`.
 
-MODULES  ?= pkg services/ingress services/forwarder services/catering-stub cmd/relayctl deployments test/e2e
+MODULES  ?= pkg services/ingress services/forwarder services/catering-stub cmd/relayctl deployments bench test/e2e
 SERVICES ?= ingress forwarder catering-stub
 
 GO       ?= go
@@ -72,8 +72,14 @@ run: ## Run broker, catering-stub, forwarder and ingress locally (Ctrl-C stops)
 	@scripts/run.sh
 
 .PHONY: bench
-bench: broker ## Run the benchmarks of every module
-	@$(call foreach_module,$(GO) test -run '^$$' -bench . -benchmem ./...)
+bench: broker bench-micro ## Benchmarks: hot-path micro-benchmarks, then the load benchmark (< 5 min; bench/results/)
+	@cd bench && $(GO) run ./cmd/relaybench -out results
+
+.PHONY: bench-micro
+bench-micro: ## Hot-path micro-benchmarks (-benchmem): validation, envelope, outcome classification
+	@cd services/ingress && $(GO) test -run '^$$' -bench . -benchmem ./internal/registration/
+	@cd pkg && $(GO) test -run '^$$' -bench . -benchmem ./envelope/
+	@cd services/forwarder && $(GO) test -run '^$$' -bench Classify -benchmem ./internal/delivery/
 
 .PHONY: fmt
 fmt: ## Format every Go file (gofmt -w)
