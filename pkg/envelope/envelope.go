@@ -237,6 +237,10 @@ func stringHeader(h amqp.Table, key string) string {
 }
 
 func timeHeader(h amqp.Table, key string) time.Time {
-	t, _ := time.Parse(time.RFC3339Nano, stringHeader(h, key))
+	v := stringHeader(h, key)
+	if v == "" {
+		return time.Time{} // most headers are absent on a first attempt: skip the parse and its error
+	}
+	t, _ := time.Parse(time.RFC3339Nano, v)
 	return t
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"golang.org/x/net/netutil"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/railco/relay/pkg/broker"
@@ -48,6 +49,9 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("INGRESS_ADDR, INGRESS_ADDR_FILE: %w", err)
 	}
+	// Each open connection costs memory (~36 KiB measured); past the limit,
+	// new ones wait in the kernel's accept queue instead of growing the heap.
+	ln = netutil.LimitListener(ln, cfg.MaxConnections)
 	log.Info("ingress listening", "addr", ln.Addr().String(), "broker", broker.Redact(cfg.AMQPURL),
 		"exchange", topo.Exchange, "queue", topo.Queue)
 

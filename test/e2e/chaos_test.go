@@ -289,6 +289,7 @@ func TestChaos_BrokerRestartKeepsWaitingMessages(t *testing.T) {
 	// A backend failing every first attempt would rightly open the breaker
 	// and pause delivery; this scenario wants the messages parked in a tier.
 	fwdEnv["BREAKER_FAILURE_THRESHOLD"] = "1000000"
+	fwdEnv["BREAKER_FAILURE_RATE"] = "0"
 	ing := start(t, "ingress", clone(env), "INGRESS_ADDR", "INGRESS_ADDR_FILE")
 	fwd := start(t, "forwarder", clone(fwdEnv), "FORWARDER_ADMIN_ADDR", "FORWARDER_ADMIN_ADDR_FILE")
 

@@ -7,10 +7,12 @@
 // probe at growing intervals, and closes as soon as a probe succeeds.
 //
 // Evidence of an outage is either a run of Threshold consecutive failures to
-// reach the backend at all (refused, unresolvable, reset), or a run of
-// Threshold consecutive failed answers (5xx, timeouts) that span at least
-// MinMessages different messages. One poison message failing again and again
-// between successes never opens it.
+// reach the backend at all (refused, unresolvable, reset), or a share of at
+// least FailureRate failed answers (5xx, timeouts) among the last Window
+// answered attempts, spanning at least MinMessages different messages. A
+// backend that fails some requests (20% 500s, say) keeps delivering, with the
+// failures going through the retry tiers; one poison message failing again
+// and again never opens it.
 package breaker
 
 import (
@@ -57,8 +59,10 @@ const (
 
 // Options configure a Breaker.
 type Options struct {
-	Threshold     int           // consecutive failures that open it
-	MinMessages   int           // distinct messages a run of Failed needs
+	Threshold     int           // consecutive Unreachable attempts that open it
+	Window        int           // answered attempts the failure rate is taken over
+	FailureRate   float64       // share of Failed in a full Window that opens it; 0 turns the rule off
+	MinMessages   int           // distinct messages the Failed ones of the Window must span
 	ProbeInterval time.Duration // wait before the first probe
 	ProbeMax      time.Duration // longest wait between probes
 	// OnChange, if set, is told every state change. It is called with the
@@ -73,22 +77,31 @@ type Breaker struct {
 
 	mu       sync.Mutex
 	state    State
-	run      int                 // consecutive failures
-	ids      map[string]struct{} // messages in the run
-	probing  bool                // a probe is out
-	cause    string              // what opened it
-	changed  chan struct{}       // closed and replaced on every state change
+	run      int           // consecutive Unreachable attempts
+	window   []answer      // the last answered attempts, a ring
+	next     int           // where the next answer goes in window
+	seen     int           // answers in window, up to its length
+	failed   int           // Failed answers in window
+	probing  bool          // a probe is out
+	cause    string        // what opened it
+	changed  chan struct{} // closed and replaced on every state change
 	backoff  *backoff.ExponentialBackOff
 	timer    *time.Timer
 	openedAt time.Time
 }
 
 // New returns a closed Breaker.
+// answer is one answered attempt in the failure-rate window.
+type answer struct {
+	id     string
+	failed bool
+}
+
 func New(opts Options, log *slog.Logger) *Breaker {
 	return &Breaker{
 		opts:    opts,
 		log:     log,
-		ids:     map[string]struct{}{},
+		window:  make([]answer, max(opts.Window, 0)),
 		changed: make(chan struct{}),
 		backoff: backoff.NewExponentialBackOff(
 			backoff.WithInitialInterval(opts.ProbeInterval),
@@ -164,25 +177,65 @@ func (b *Breaker) Record(id string, f Failure, probe bool, cause string) {
 		b.open()
 		return
 	}
-	if f == None {
-		b.reset()
-		return
-	}
 	if b.state != Closed {
-		return // attempts that started before it opened
+		return // attempts that started before it opened, or a probe's rivals
 	}
-	b.run++
-	b.ids[id] = struct{}{}
-	if b.run >= b.opts.Threshold && (f == Unreachable || len(b.ids) >= b.opts.MinMessages) {
-		b.cause = cause
-		b.openedAt = time.Now()
-		b.open()
+	switch f {
+	case Unreachable:
+		b.run++
+		if b.run >= b.opts.Threshold {
+			b.trip(cause)
+		}
+	case Failed:
+		b.run = 0 // it answered: reachable
+		b.remember(id, true)
+		if b.failureRateExceeded() {
+			b.trip(cause)
+		}
+	default:
+		b.run = 0
+		b.remember(id, false)
 	}
 }
 
+func (b *Breaker) trip(cause string) {
+	b.cause = cause
+	b.openedAt = time.Now()
+	b.open()
+}
+
+// remember puts an answer into the window, dropping the oldest.
+func (b *Breaker) remember(id string, failed bool) {
+	if len(b.window) == 0 {
+		return
+	}
+	if old := b.window[b.next]; b.seen == len(b.window) && old.failed {
+		b.failed--
+	}
+	b.window[b.next] = answer{id: id, failed: failed}
+	b.next = (b.next + 1) % len(b.window)
+	b.seen = min(b.seen+1, len(b.window))
+	if failed {
+		b.failed++
+	}
+}
+
+func (b *Breaker) failureRateExceeded() bool {
+	if b.opts.FailureRate <= 0 || b.seen < len(b.window) || float64(b.failed) < b.opts.FailureRate*float64(len(b.window)) {
+		return false
+	}
+	ids := make(map[string]struct{}, b.opts.MinMessages)
+	for _, a := range b.window {
+		if a.failed {
+			ids[a.id] = struct{}{}
+		}
+	}
+	return len(ids) >= b.opts.MinMessages
+}
+
 func (b *Breaker) reset() {
-	b.run = 0
-	clear(b.ids)
+	b.run, b.next, b.seen, b.failed = 0, 0, 0, 0
+	clear(b.window)
 }
 
 // open pauses delivery and schedules the next probe. b.mu is held.

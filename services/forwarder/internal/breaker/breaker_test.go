@@ -33,7 +33,7 @@ func (l *logs) count(s string) int {
 
 func newBreaker(t *testing.T, probe time.Duration) (*breaker.Breaker, *logs) {
 	l := &logs{}
-	b := breaker.New(breaker.Options{Threshold: 5, MinMessages: 3, ProbeInterval: probe, ProbeMax: 4 * probe},
+	b := breaker.New(breaker.Options{Threshold: 5, Window: 5, FailureRate: 0.8, MinMessages: 3, ProbeInterval: probe, ProbeMax: 4 * probe},
 		slog.New(slog.NewTextHandler(l, nil)))
 	t.Cleanup(b.Stop)
 	return b, l
@@ -85,16 +85,44 @@ func TestBreaker_Opens(t *testing.T) {
 	}
 }
 
-func TestBreaker_SuccessResetsTheRun(t *testing.T) {
+// A backend failing one request in five is not down: failures go through
+// the retry tiers and delivery goes on.
+func TestBreaker_FlakyBackendKeepsDelivering(t *testing.T) {
 	b, _ := newBreaker(t, time.Hour)
-	for i := range 20 {
-		b.Record(fmt.Sprint("m", i), breaker.Failed, false, "500")
+	for i := range 500 {
+		f := breaker.None
+		if i%5 == 0 {
+			f = breaker.Failed
+		}
+		b.Record(fmt.Sprint("m", i), f, false, "500")
+	}
+	if s := b.State(); s != breaker.Closed {
+		t.Errorf("state %v with 20%% failures, want closed", s)
+	}
+	// Four in five failing across messages is an outage.
+	for i := range 5 {
+		f := breaker.Failed
+		if i == 2 {
+			f = breaker.None
+		}
+		b.Record(fmt.Sprint("n", i), f, false, "503")
+	}
+	if s := b.State(); s != breaker.Open {
+		t.Errorf("state %v with 80%% failures across messages, want open", s)
+	}
+}
+
+// An answer resets the run of unreachable attempts.
+func TestBreaker_AnswerResetsTheUnreachableRun(t *testing.T) {
+	b, _ := newBreaker(t, time.Hour)
+	for i := range 40 {
+		b.Record("x", breaker.Unreachable, false, "reset")
 		if i%4 == 3 {
 			b.Record("ok", breaker.None, false, "")
 		}
 	}
 	if s := b.State(); s != breaker.Closed {
-		t.Errorf("state %v, want closed: no run of 5 failures", s)
+		t.Errorf("state %v, want closed: never 5 unreachable in a row", s)
 	}
 }
 

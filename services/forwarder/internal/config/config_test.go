@@ -17,7 +17,7 @@ func TestLoad_Defaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Concurrency != 16 || c.Prefetch != 16 || c.DeliveryTimeout != 10*time.Second || c.AdminAddr != ":8291" ||
+	if c.Concurrency != 16 || c.Prefetch != 32 || c.DeliveryTimeout != 10*time.Second || c.AdminAddr != ":8291" ||
 		c.Topology.MaxAttempts != 4 || c.Topology.RetryInitial != time.Second || c.Topology.RetryMultiplier != 5 ||
 		c.Topology.RetryMax != 10*time.Minute || c.Metrics.QueueInterval != 10*time.Second {
 		t.Errorf("defaults: %+v", c)
@@ -37,7 +37,7 @@ func TestLoad_Overrides(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Concurrency != 64 || c.Prefetch != 64 || len(c.NonRetryable) != 2 || c.Endpoint != "https://example.com/c" {
+	if c.Concurrency != 64 || c.Prefetch != 128 || len(c.NonRetryable) != 2 || c.Endpoint != "https://example.com/c" {
 		t.Errorf("overrides: %+v", c)
 	}
 }
@@ -50,8 +50,10 @@ func TestLoad_Invalid(t *testing.T) {
 		"DELIVERY_TIMEOUT":       {"DELIVERY_TIMEOUT": "10"},
 		"NON_RETRY_STATUS_CODES": {"NON_RETRY_STATUS_CODES": "200"},
 		"MAX_DELIVERY_ATTEMPTS":  {"MAX_DELIVERY_ATTEMPTS": "0"},
-		"BREAKER_MIN_MESSAGES":   {"BREAKER_MIN_MESSAGES": "9"},
+		"BREAKER_MIN_MESSAGES":   {"BREAKER_MIN_MESSAGES": "30"},
+		"BREAKER_FAILURE_RATE":   {"BREAKER_FAILURE_RATE": "1.5"},
 		"BREAKER_HOLD_MAX":       {"BREAKER_HOLD_MAX": "45m"},
+		"BREAKER_HOLD_MAX ×":     {"BREAKER_HOLD_MAX": "12m", "FORWARDER_CONCURRENCY": "4", "FORWARDER_PREFETCH": "12"},
 		"QUEUE_METRICS_INTERVAL": {"QUEUE_METRICS_INTERVAL": "100ms"},
 	}
 	for name, env := range tests {

@@ -161,7 +161,7 @@ func start(t *testing.T, cfg topology.Config, endpoint string) *harness {
 	t.Cleanup(client.Close)
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
-	brk := breaker.New(breaker.Options{Threshold: 5, MinMessages: 3, ProbeInterval: 200 * time.Millisecond, ProbeMax: time.Second}, log)
+	brk := breaker.New(breaker.Options{Threshold: 5, Window: 20, FailureRate: 0.8, MinMessages: 3, ProbeInterval: 200 * time.Millisecond, ProbeMax: time.Second}, log)
 	t.Cleanup(brk.Stop)
 	obs := &recorder{}
 	fwd := forwarder.New(forwarder.Options{
