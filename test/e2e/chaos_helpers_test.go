@@ -53,7 +53,9 @@ func newChaosBackend(t *testing.T, decide func(key string, body []byte) answer) 
 	return b
 }
 
-func (b *chaosBackend) setDecide(decide func(key string, body []byte) answer) { b.decide.Store(&decide) }
+func (b *chaosBackend) setDecide(decide func(key string, body []byte) answer) {
+	b.decide.Store(&decide)
+}
 
 func (b *chaosBackend) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)

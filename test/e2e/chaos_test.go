@@ -87,8 +87,14 @@ func TestChaos_NothingLostUnderFaults(t *testing.T) {
 		what  string
 		do    func()
 	}{
-		{2 * time.Second, "kill -9 forwarder B (1/3)", func() { fwdB.kill(t); fwdB = start(t, "forwarder", clone(fwdEnv), "FORWARDER_ADMIN_ADDR", "FORWARDER_ADMIN_ADDR_FILE") }},
-		{3 * time.Second, "kill -9 forwarder B (2/3)", func() { fwdB.kill(t); fwdB = start(t, "forwarder", clone(fwdEnv), "FORWARDER_ADMIN_ADDR", "FORWARDER_ADMIN_ADDR_FILE") }},
+		{2 * time.Second, "kill -9 forwarder B (1/3)", func() {
+			fwdB.kill(t)
+			fwdB = start(t, "forwarder", clone(fwdEnv), "FORWARDER_ADMIN_ADDR", "FORWARDER_ADMIN_ADDR_FILE")
+		}},
+		{3 * time.Second, "kill -9 forwarder B (2/3)", func() {
+			fwdB.kill(t)
+			fwdB = start(t, "forwarder", clone(fwdEnv), "FORWARDER_ADMIN_ADDR", "FORWARDER_ADMIN_ADDR_FILE")
+		}},
 		{2 * time.Second, "kill -9 the broker node and restart it", func() {
 			if err := b.kill9(); err != nil {
 				t.Fatal(err)
@@ -101,7 +107,10 @@ func TestChaos_NothingLostUnderFaults(t *testing.T) {
 			mustStop(t, ing)
 			ing = start(t, "ingress", clone(ingEnv), "INGRESS_ADDR", "INGRESS_ADDR_FILE")
 		}},
-		{2 * time.Second, "kill -9 forwarder B (3/3)", func() { fwdB.kill(t); fwdB = start(t, "forwarder", clone(fwdEnv), "FORWARDER_ADMIN_ADDR", "FORWARDER_ADMIN_ADDR_FILE") }},
+		{2 * time.Second, "kill -9 forwarder B (3/3)", func() {
+			fwdB.kill(t)
+			fwdB = start(t, "forwarder", clone(fwdEnv), "FORWARDER_ADMIN_ADDR", "FORWARDER_ADMIN_ADDR_FILE")
+		}},
 	}
 	for _, e := range events {
 		time.Sleep(e.after)
