@@ -49,9 +49,13 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("INGRESS_ADDR, INGRESS_ADDR_FILE: %w", err)
 	}
-	// Each open connection costs memory (~36 KiB measured); past the limit,
-	// new ones wait in the kernel's accept queue instead of growing the heap.
-	ln = netutil.LimitListener(ln, cfg.MaxConnections)
+	// Each open connection costs memory (~36 KiB measured). With a limit, new
+	// ones wait in the kernel's accept queue instead of growing the heap, but
+	// idle keep-alive connections keep their slots: set it above the clients'
+	// connection pools. Off by default.
+	if cfg.MaxConnections > 0 {
+		ln = netutil.LimitListener(ln, cfg.MaxConnections)
+	}
 	log.Info("ingress listening", "addr", ln.Addr().String(), "broker", broker.Redact(cfg.AMQPURL),
 		"exchange", topo.Exchange, "queue", topo.Queue)
 

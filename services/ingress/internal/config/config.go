@@ -36,7 +36,7 @@ type Config struct {
 	PublishTimeout    time.Duration // PUBLISH_TIMEOUT: how long a request waits for the broker's confirm
 	MaxBodyBytes      int           // MAX_BODY_BYTES: larger request bodies get 413
 	PublisherChannels int           // PUBLISHER_CHANNELS: confirm-mode channels per connection
-	MaxConnections    int           // INGRESS_MAX_CONNECTIONS: open client connections at most
+	MaxConnections    int           // INGRESS_MAX_CONNECTIONS: open client connections at most; 0: no limit
 	ShutdownTimeout   time.Duration // SHUTDOWN_TIMEOUT: how long shutdown waits for in-flight requests
 	RetryAfter        time.Duration // RETRY_AFTER: told to clients in Retry-After on 503
 	LogLevel          string        // LOG_LEVEL
@@ -56,7 +56,7 @@ func Load(getenv func(string) string) (Config, error) {
 		PublishTimeout:    l.Duration("PUBLISH_TIMEOUT", 5*time.Second),
 		MaxBodyBytes:      l.Int("MAX_BODY_BYTES", 64<<10),
 		PublisherChannels: l.Int("PUBLISHER_CHANNELS", 4),
-		MaxConnections:    l.Int("INGRESS_MAX_CONNECTIONS", 512),
+		MaxConnections:    l.Int("INGRESS_MAX_CONNECTIONS", 0),
 		ShutdownTimeout:   l.Duration("SHUTDOWN_TIMEOUT", 15*time.Second),
 		RetryAfter:        l.Duration("RETRY_AFTER", 5*time.Second),
 		LogLevel:          l.String("LOG_LEVEL", "info"),
@@ -91,8 +91,8 @@ func (c Config) Validate() error {
 	if c.MaxBodyBytes < 1 || c.MaxBodyBytes > maxBodyLimit {
 		errs = append(errs, fmt.Errorf("MAX_BODY_BYTES must be between 1 and %d", maxBodyLimit))
 	}
-	if c.MaxConnections < 1 {
-		errs = append(errs, errors.New("INGRESS_MAX_CONNECTIONS must be at least 1"))
+	if c.MaxConnections < 0 {
+		errs = append(errs, errors.New("INGRESS_MAX_CONNECTIONS must be 0 (no limit) or more"))
 	}
 	if c.PublisherChannels < 1 || c.PublisherChannels > maxChannels {
 		errs = append(errs, fmt.Errorf("PUBLISHER_CHANNELS must be between 1 and %d", maxChannels))
