@@ -239,6 +239,7 @@ func TestForwarder_RetriesThroughTiersUntilDelivered(t *testing.T) {
 	const slack = 1500 * time.Millisecond
 	for i, want := range []time.Duration{400 * time.Millisecond, 800 * time.Millisecond} {
 		gap := reqs[i+1].at.Sub(reqs[i].at)
+		t.Logf("attempt %d came %s after attempt %d (tier %s)", i+2, gap.Round(time.Millisecond), i+1, want)
 		if gap < want || gap > want+slack {
 			t.Errorf("gap before attempt %d = %s, want %s (+%s at most)", i+2, gap, want, slack)
 		}
