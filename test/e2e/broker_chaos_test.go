@@ -173,3 +173,14 @@ func (b *privateBroker) ctl(t *testing.T, args ...string) {
 		t.Fatalf("rabbitmqctl %v: %v: %s", args, err, out)
 	}
 }
+
+// stop shuts the node down cleanly and waits until its process has exited.
+func (b *privateBroker) stop() error {
+	cmd := exec.Command("rabbitmqctl", "-n", b.node, "stop", b.pidFile())
+	cmd.Env = b.env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("rabbitmqctl stop: %v: %s", err, out)
+	}
+	fmt.Println("chaos: RabbitMQ node stopped (rabbitmqctl stop)")
+	return nil
+}
