@@ -294,3 +294,42 @@ func MetricNames(expr string) []string {
 	}
 	return names
 }
+
+// Services are the relay services whose metrics carry their name:
+// relay_<service>_*.
+var Services = []string{"ingress", "forwarder"}
+
+// CheckDashboard keeps the dashboard at path and one service's code in step:
+// every relay_<service>_* and relay_queue_* metric a panel queries must be in
+// exported (histograms names the histogram families among them), and every
+// relay metric it queries must belong to some service. Each service's module
+// runs it for itself.
+func CheckDashboard(t testing.TB, path, service string, exported, histograms []string) {
+	t.Helper()
+	own, queues := "relay_"+service+"_", "relay_queue_"
+	used := 0
+	for _, name := range DashboardMetrics(t, path, func(n string) bool { return slices.Contains(histograms, n) }) {
+		switch {
+		case strings.HasPrefix(name, own), strings.HasPrefix(name, queues):
+			used++
+			if !slices.Contains(exported, name) {
+				t.Errorf("the dashboard queries %s, which the %s does not export (it exports %q)", name, service, exported)
+			}
+		case name == "up", ofOtherService(name, service):
+		default:
+			t.Errorf("the dashboard queries %s, which no relay service exports", name)
+		}
+	}
+	if used == 0 {
+		t.Errorf("the dashboard shows no %s or queue metric", service)
+	}
+}
+
+func ofOtherService(name, service string) bool {
+	for _, s := range Services {
+		if s != service && strings.HasPrefix(name, "relay_"+s+"_") {
+			return true
+		}
+	}
+	return false
+}
