@@ -102,7 +102,11 @@ func TestPublisher_NackIsAnError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = ch.QueueDelete(q, false, false, false) })
+	t.Cleanup(func() { // on a channel of its own: ch is closed by then
+		if c, err := brokertest.Dial(t).Channel(); err == nil {
+			_, _ = c.QueueDelete(q, false, false, false)
+		}
+	})
 	pub := attached(t, conn, 1)
 
 	if err := publish(pub, "", q, "first"); err != nil {
