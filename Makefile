@@ -76,10 +76,10 @@ bench: broker bench-micro ## Benchmarks: hot-path micro-benchmarks, then the loa
 	@cd bench && $(GO) run ./cmd/relaybench -out results
 
 .PHONY: bench-micro
-bench-micro: ## Hot-path micro-benchmarks (-benchmem): validation, envelope, outcome classification
+bench-micro: ## Hot-path micro-benchmarks (-benchmem): validation, envelope, delivery policy
 	@cd services/ingress && $(GO) test -run '^$$' -bench . -benchmem ./internal/registration/
 	@cd pkg && $(GO) test -run '^$$' -bench . -benchmem ./envelope/
-	@cd services/forwarder && $(GO) test -run '^$$' -bench Classify -benchmem ./internal/delivery/
+	@cd services/forwarder && $(GO) test -run '^$$' -bench Decide -benchmem ./internal/forwarder/
 
 .PHONY: fmt
 fmt: ## Format every Go file (gofmt -w)

@@ -214,6 +214,7 @@ var deadHeaders = map[string]bool{
 	envelope.HeaderLastAttemptAt:  true,
 	envelope.HeaderLastStatus:     true,
 	envelope.HeaderLastError:      true,
+	envelope.HeaderLastLocation:   true,
 	envelope.HeaderReason:         true,
 	envelope.HeaderMessageID:      true,
 	envelope.HeaderDeadAt:         true,

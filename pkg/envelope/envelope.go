@@ -22,6 +22,7 @@ const (
 	HeaderLastAttemptAt  = "x-relay-last-attempt-at"  // RFC 3339
 	HeaderLastStatus     = "x-relay-last-status"      // last HTTP status, 0 when there was none
 	HeaderLastError      = "x-relay-last-error"       // at most MaxErrorLen bytes
+	HeaderLastLocation   = "x-relay-last-location"    // the Location of the last attempt's 3xx answer (never followed)
 	HeaderReason         = "x-relay-reason"           // why it was dead-lettered
 	HeaderMessageID      = "x-relay-message-id"       // the original message id
 	HeaderDeadAt         = "x-relay-dead-lettered-at" // RFC 3339
@@ -46,6 +47,7 @@ const (
 	ReasonMaxAttempts      = "max-attempts"       // failed MaxAttempts times
 	ReasonNonRetryable     = "non-retryable"      // the backend refused it for good (e.g. 422)
 	ReasonRejectedByBroker = "rejected-by-broker" // the broker dead-lettered it (delivery limit) or refused a move
+	ReasonInvalidMessage   = "invalid-message"    // it cannot be sent at all (its id is not a valid HTTP header value)
 )
 
 // ContentType of every registration.
@@ -68,10 +70,11 @@ func New(id string, body []byte, acceptedAt time.Time) amqp.Publishing {
 
 // Attempt describes one delivery attempt.
 type Attempt struct {
-	Number int       // 1-based
-	At     time.Time // when it started
-	Status int       // HTTP status, 0 when no response arrived
-	Err    string    // what went wrong, "" on success
+	Number   int       // 1-based
+	At       time.Time // when it started
+	Status   int       // HTTP status, 0 when no response arrived
+	Err      string    // what went wrong, "" on success
+	Location string    // a 3xx answer's Location, "" otherwise
 }
 
 // Meta is what the headers say about a message.
@@ -174,6 +177,11 @@ func withAttempt(in amqp.Table, a Attempt) amqp.Table {
 	h[HeaderLastAttemptAt] = at
 	h[HeaderLastStatus] = int32(a.Status)
 	h[HeaderLastError] = Truncate(a.Err, MaxErrorLen)
+	if a.Location != "" {
+		h[HeaderLastLocation] = Truncate(a.Location, MaxErrorLen)
+	} else {
+		delete(h, HeaderLastLocation) // an earlier attempt's: no longer the last
+	}
 	return h
 }
 

@@ -104,10 +104,10 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("PUBLISHER_CHANNELS must be at least 1"))
 	}
 	for code := range c.NonRetryable {
-		if code < 100 || code > 599 {
-			errs = append(errs, fmt.Errorf("NON_RETRY_STATUS_CODES: %d is not an HTTP status", code))
-		} else if code >= 200 && code < 300 {
-			errs = append(errs, fmt.Errorf("NON_RETRY_STATUS_CODES: %d is a success status", code))
+		// 1xx and 3xx answers mean a misconfigured backend, which pauses
+		// delivery like an outage (forwarder.Policy); they never dead-letter.
+		if code < 400 || code > 599 {
+			errs = append(errs, fmt.Errorf("NON_RETRY_STATUS_CODES: %d is not a 4xx or 5xx status", code))
 		}
 	}
 	if c.Breaker.Threshold < 1 {

@@ -1,54 +1,23 @@
 package delivery_test
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/railco/relay/services/forwarder/internal/delivery"
 )
-
-var nonRetryable = map[int]bool{400: true, 401: true, 403: true, 404: true, 405: true, 409: true, 410: true, 413: true, 415: true, 422: true}
-
-func TestClassify(t *testing.T) {
-	tests := []struct {
-		name string
-		res  delivery.Result
-		want delivery.Outcome
-	}{
-		{"200", delivery.Result{Status: 200}, delivery.Delivered},
-		{"202", delivery.Result{Status: 202}, delivery.Delivered},
-		{"204", delivery.Result{Status: 204}, delivery.Delivered},
-		{"transport error", delivery.Result{Err: errors.New("connection refused")}, delivery.Retry},
-		{"408", delivery.Result{Status: 408}, delivery.Retry},
-		{"425", delivery.Result{Status: 425}, delivery.Retry},
-		{"429", delivery.Result{Status: 429}, delivery.Retry},
-		{"500", delivery.Result{Status: 500}, delivery.Retry},
-		{"502", delivery.Result{Status: 502}, delivery.Retry},
-		{"503", delivery.Result{Status: 503}, delivery.Retry},
-		{"unlisted 402", delivery.Result{Status: 402}, delivery.Retry},
-		{"400", delivery.Result{Status: 400}, delivery.Reject},
-		{"404", delivery.Result{Status: 404}, delivery.Reject},
-		{"422", delivery.Result{Status: 422}, delivery.Reject},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := delivery.Classify(tt.res, nonRetryable); got != tt.want {
-				t.Errorf("Classify = %v, want %v", got, tt.want)
-			}
-		})
-	}
-	// The set is configuration: 500 can be made permanent, 422 transient.
-	if got := delivery.Classify(delivery.Result{Status: 422}, map[int]bool{500: true}); got != delivery.Retry {
-		t.Errorf("422 outside the set: %v, want retry", got)
-	}
-}
 
 func TestDeliver_SendsHeadersAndBody(t *testing.T) {
 	var got *http.Request
@@ -132,10 +101,204 @@ func TestDeliver_Failures(t *testing.T) {
 	}
 }
 
-func BenchmarkClassify(b *testing.B) {
-	results := []delivery.Result{{Status: 200}, {Status: 500}, {Status: 422}, {Err: errors.New("x")}}
+// rawServer answers every connection with handle, for answers net/http's
+// server would never give. It reads nothing itself.
+func rawServer(t *testing.T, handle func(c net.Conn, r *bufio.Reader)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				handle(c, bufio.NewReader(c))
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return "http://" + ln.Addr().String() + "/catering"
+}
+
+// readHead reads a request's line and headers, and returns its Content-Length.
+func readHead(t *testing.T, r *bufio.Reader) int {
+	n := 0
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Errorf("read request head: %v", err)
+			return 0
+		}
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && strings.EqualFold(k, "Content-Length") {
+			fmt.Sscan(strings.TrimSpace(v), &n)
+		}
+		if line == "\r\n" {
+			return n
+		}
+	}
+}
+
+func deliver(t *testing.T, endpoint string, body []byte, timeout time.Duration) delivery.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	c := delivery.NewClient(endpoint, 1)
+	defer c.Close()
+	return c.Deliver(ctx, delivery.Request{ID: "k", Attempt: 1, Body: body})
+}
+
+// A 302 would make Go's client follow with a GET without the body, whose 200
+// looked like a delivery; a 307 would re-send the body and the
+// Idempotency-Key to another origin. Neither is followed.
+func TestDeliver_NeverFollowsRedirects(t *testing.T) {
+	var elsewhere atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Add(1) // GET /landing after a 302, or the POST after a 307
+	}))
+	defer other.Close()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		code, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/"))
+		w.Header().Set("Location", other.URL+"/landing")
+		w.WriteHeader(code)
+	}))
+	defer srv.Close()
+
+	for _, code := range []int{301, 302, 303, 307, 308} {
+		res := deliver(t, fmt.Sprintf("%s/%d", srv.URL, code), []byte("{}"), time.Second)
+		var se *delivery.StatusError
+		if res.Status != code || res.Kind() != delivery.Answered || !errors.As(res.Err, &se) {
+			t.Errorf("%d: status %d kind %v err %v; want the %d itself as a failed answer", code, res.Status, res.Kind(), res.Err, code)
+		}
+		if res.Location != other.URL+"/landing" || !strings.Contains(res.Err.Error(), other.URL+"/landing") {
+			t.Errorf("%d: Location %q, error %q; want the Location recorded in both", code, res.Location, res.Err)
+		}
+	}
+	if n := elsewhere.Load(); n != 0 {
+		t.Errorf("the redirect target got %d requests, want 0", n)
+	}
+}
+
+// 1xx answers: interim ones (100, 103) are skipped and the final status
+// counts; a final 101 to a plain POST is not a delivery.
+func TestDeliver_InformationalAnswers(t *testing.T) {
+	tests := []struct {
+		name, answer string
+		status       int
+		delivered    bool
+	}{
+		{"103 then 200", "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 200, true},
+		{"100 then 500", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n", 500, false},
+		{"101", "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n", 101, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			url := rawServer(t, func(c net.Conn, r *bufio.Reader) {
+				n := readHead(t, r)
+				_, _ = io.CopyN(io.Discard, r, int64(n))
+				_, _ = io.WriteString(c, tt.answer)
+			})
+			res := deliver(t, url, []byte("{}"), 2*time.Second)
+			delivered := res.Kind() == delivery.Answered && res.Err == nil
+			if res.Status != tt.status || delivered != tt.delivered {
+				t.Errorf("status %d delivered %v (err %v), want %d %v", res.Status, delivered, res.Err, tt.status, tt.delivered)
+			}
+		})
+	}
+}
+
+// A 2xx whose answer is cut short (the backend died mid-answer) is not a
+// delivery: the backend may not have done the work.
+func TestDeliver_AnswerCutShortIsIncomplete(t *testing.T) {
+	url := rawServer(t, func(c net.Conn, r *bufio.Reader) {
+		n := readHead(t, r)
+		_, _ = io.CopyN(io.Discard, r, int64(n))
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"ok\"")
+	})
+	res := deliver(t, url, []byte("{}"), 2*time.Second)
+	var inc *delivery.IncompleteError
+	if res.Kind() != delivery.Incomplete || !errors.As(res.Err, &inc) || !errors.Is(res.Err, io.ErrUnexpectedEOF) {
+		t.Errorf("kind %v err %v; want incomplete (unexpected EOF)", res.Kind(), res.Err)
+	}
+}
+
+// A 2xx sent before the server read our request is no delivery: it cannot
+// have seen what was not yet sent. The body is far larger than the socket
+// buffers, so the answer surely comes first.
+func TestDeliver_AnswerBeforeTheRequestWasSentIsIncomplete(t *testing.T) {
+	big := bytes.Repeat([]byte("x"), 64<<20)
+	t.Run("server closes", func(t *testing.T) {
+		url := rawServer(t, func(c net.Conn, r *bufio.Reader) {
+			readHead(t, r)
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+		})
+		res := deliver(t, url, big, 10*time.Second)
+		// Which the transport sees first, the answer or the failed write, is
+		// a race: an incomplete 200 or no answer at all; never a delivery.
+		if k := res.Kind(); res.Err == nil || (k != delivery.Incomplete && k != delivery.Unreachable) {
+			t.Errorf("status %d kind %v err %v; want an incomplete 200 or no answer", res.Status, k, res.Err)
+		}
+	})
+	t.Run("server stops reading", func(t *testing.T) {
+		release := make(chan struct{})
+		defer close(release)
+		url := rawServer(t, func(c net.Conn, r *bufio.Reader) {
+			readHead(t, r)
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+			<-release
+		})
+		res := deliver(t, url, big, 5*time.Second)
+		var inc *delivery.IncompleteError
+		if res.Kind() != delivery.Incomplete || res.Status != 200 || !errors.As(res.Err, &inc) {
+			t.Errorf("status %d kind %v err %v; want an incomplete 200", res.Status, res.Kind(), res.Err)
+		}
+	})
+}
+
+// An id that is not a valid header value never leaves relay: the request
+// cannot be made, so no attempt could ever succeed.
+func TestDeliver_InvalidIDIsUnsendable(t *testing.T) {
+	var got atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { got.Add(1) }))
+	defer srv.Close()
+	c := delivery.NewClient(srv.URL, 1)
+	defer c.Close()
+	for _, id := range []string{"a\nb", "a\x00b", "a\rb", "\x7f"} {
+		res := c.Deliver(context.Background(), delivery.Request{ID: id, Attempt: 1, Body: []byte("{}")})
+		if res.Kind() != delivery.Unsendable || delivery.ValidID(id) == nil {
+			t.Errorf("id %q: kind %v err %v, want unsendable", id, res.Kind(), res.Err)
+		}
+	}
+	for _, id := range []string{"reg-1", "sha256-00ff", "with space", "tab\tinside", "ünïcode"} {
+		if err := delivery.ValidID(id); err != nil {
+			t.Errorf("id %q: %v, want valid", id, err)
+		}
+	}
+	if n := got.Load(); n != 0 {
+		t.Errorf("backend got %d requests, want 0", n)
+	}
+}
+
+func BenchmarkDeliver(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	c := delivery.NewClient(srv.URL, 1)
+	defer c.Close()
+	body := []byte(`{"passengerId":"241241d","class":"first"}`)
 	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		_ = delivery.Classify(results[i%len(results)], nonRetryable)
+	for b.Loop() {
+		if res := c.Deliver(context.Background(), delivery.Request{ID: "k", Attempt: 1, Body: body}); res.Err != nil {
+			b.Fatal(res.Err)
+		}
 	}
 }

@@ -65,6 +65,7 @@ type Forwarder struct {
 	pub    Publisher
 	sender Sender
 	brk    Breaker
+	policy Policy
 	obs    Observer
 	log    *slog.Logger
 	now    func() time.Time
@@ -76,7 +77,8 @@ func New(opts Options, topo *topology.Topology, pub Publisher, sender Sender, br
 	if obs == nil {
 		obs = nopObserver{}
 	}
-	return &Forwarder{opts: opts, topo: topo, pub: pub, sender: sender, brk: brk, obs: obs, log: log, now: time.Now}
+	policy := Policy{MaxAttempts: topo.MaxAttempts, NonRetryable: opts.NonRetryable}
+	return &Forwarder{opts: opts, topo: topo, pub: pub, sender: sender, brk: brk, policy: policy, obs: obs, log: log, now: time.Now}
 }
 
 // Consume delivers messages from the main queue on conn until ctx ends or the
@@ -139,16 +141,22 @@ func (f *Forwarder) Consume(ctx context.Context, conn *amqp.Connection) error {
 
 // Handle delivers d and settles it. It is safe for concurrent use.
 //
-// It waits while the breaker is open. An attempt that could not reach the
-// backend at all, or a probe that failed, is not counted: the message is
-// held and tried again when the breaker allows. Every other attempt counts
-// and ends in an ack, a retry tier or the dead-letter queue. A started
-// attempt is not cut short by ctx (shutdown): it finishes within
-// DeliveryTimeout and its outcome is recorded.
+// It waits while the breaker is open, makes an attempt, and does what
+// Policy.Decide says: ack, retry tier, dead letter, or hold (an attempt that
+// is not counted: tried again when the breaker allows). A message that cannot
+// be sent at all is dead-lettered before any attempt. A started attempt is not
+// cut short by ctx (shutdown): it finishes within DeliveryTimeout and its
+// outcome is recorded.
 func (f *Forwarder) Handle(ctx context.Context, d amqp.Delivery) {
 	id := messageID(d)
 	meta := envelope.Read(d)
 	number := meta.Attempts + 1
+	if err := delivery.ValidID(id); err != nil {
+		a := envelope.Attempt{Number: meta.Attempts, At: f.now(), Err: err.Error()}
+		v := f.policy.Decide(delivery.Result{Err: err}, number, false)
+		f.deadLetter(f.log.With("id", id), d, id, a, v.Reason)
+		return
+	}
 	for uncounted := 0; ; uncounted++ {
 		if err := pause(ctx, uncounted); err != nil {
 			f.giveBack(d, id, err)
@@ -160,16 +168,20 @@ func (f *Forwarder) Handle(ctx context.Context, d amqp.Delivery) {
 			return
 		}
 		a, res := f.attempt(d, id, number)
-		failure := breakerFailure(res)
-		f.brk.Record(id, failure, probe, a.Err)
+		v := f.policy.Decide(res, number, probe)
+		f.brk.Record(id, v.Health, probe, a.Err)
+		f.obs.Result(resultLabel(res))
 		log := f.log.With("id", id, "attempt", a.Number, "status", res.Status, "duration_ms", res.Duration.Milliseconds(), "probe", probe)
-		if failure == breaker.Unreachable || (probe && failure != breaker.None) {
+		if res.Location != "" {
+			log = log.With("location", res.Location)
+		}
+		if v.Action == Hold {
 			log.Info("attempt", "outcome", OutcomeNotCounted, "err", a.Err)
 			f.obs.Outcome(OutcomeNotCounted)
 			continue
 		}
 		f.obs.Attempted(a.Number, res.Duration)
-		f.settle(log, d, id, a, res, meta.AcceptedAt)
+		f.settle(log, d, id, a, res, v, meta.AcceptedAt)
 		return
 	}
 }
@@ -204,7 +216,7 @@ func (f *Forwarder) attempt(d amqp.Delivery, id string, number int) (a envelope.
 	a = envelope.Attempt{Number: number, At: f.now()}
 	defer func() {
 		if r := recover(); r != nil {
-			res = delivery.Result{Err: &panicError{value: r}, Duration: f.now().Sub(a.At)}
+			res = delivery.Result{Err: &delivery.PanicError{Value: r}, Duration: f.now().Sub(a.At)}
 			a.Err = res.Err.Error()
 		}
 	}()
@@ -212,45 +224,24 @@ func (f *Forwarder) attempt(d amqp.Delivery, id string, number int) (a envelope.
 	defer cancel()
 	res = f.sender.Deliver(ctx, delivery.Request{ID: id, Attempt: number, Body: d.Body})
 	a.Status = res.Status
+	a.Location = res.Location
 	if res.Err != nil {
 		a.Err = res.Err.Error()
 	}
 	return a, res
 }
 
-type panicError struct{ value any }
-
-func (e *panicError) Error() string { return fmt.Sprintf("panic while delivering: %v", e.value) }
-
-// breakerFailure says what an attempt tells about the backend's health.
-func breakerFailure(res delivery.Result) breaker.Failure {
-	var p *panicError
-	switch {
-	case errors.As(res.Err, &p):
-		return breaker.None // our bug, and this message's: no news about the backend
-	case res.Status == 0 && errors.Is(res.Err, context.DeadlineExceeded):
-		return breaker.Failed
-	case res.Status == 0:
-		return breaker.Unreachable
-	case res.Status >= 500:
-		return breaker.Failed
-	}
-	return breaker.None
-}
-
-// settle acks, retries or dead-letters d after a counted attempt.
-func (f *Forwarder) settle(log *slog.Logger, d amqp.Delivery, id string, a envelope.Attempt, res delivery.Result, accepted time.Time) {
-	switch outcome := delivery.Classify(res, f.opts.NonRetryable); {
-	case outcome == delivery.Delivered:
+// settle acks, retries or dead-letters d after a counted attempt, as v says.
+func (f *Forwarder) settle(log *slog.Logger, d amqp.Delivery, id string, a envelope.Attempt, res delivery.Result, v Verdict, accepted time.Time) {
+	switch v.Action {
+	case Ack:
 		err := d.Ack(false)
 		f.logSettled(log, OutcomeDelivered, err)
 		if err == nil && !accepted.IsZero() {
 			f.obs.Delivered(f.now().Sub(accepted))
 		}
-	case outcome == delivery.Reject:
-		f.deadLetter(log, d, id, a, envelope.ReasonNonRetryable)
-	case a.Number >= f.topo.MaxAttempts:
-		f.deadLetter(log, d, id, a, envelope.ReasonMaxAttempts)
+	case DeadLetter:
+		f.deadLetter(log, d, id, a, v.Reason)
 	default:
 		tier := f.topo.TierFor(a.Number, res.RetryAfter)
 		err := f.move(d, "", tier.Queue, envelope.Retry(d, a))
@@ -271,8 +262,8 @@ func (f *Forwarder) deadLetter(log *slog.Logger, d amqp.Delivery, id string, a e
 	f.logSettled(log.With("err", a.Err, "reason", reason), OutcomeDeadLettered, err)
 	if err == nil {
 		f.obs.DeadLettered(reason)
-		f.log.Warn(fmt.Sprintf("message %s failed to forward %d times; moved to %s", id, a.Number, f.topo.DeadQueue),
-			"id", id, "attempts", a.Number, "reason", reason, "last_status", a.Status)
+		f.log.Warn(fmt.Sprintf("message %s moved to %s after %d attempts (%s)", id, f.topo.DeadQueue, a.Number, reason),
+			"id", id, "attempts", a.Number, "reason", reason, "last_status", a.Status, "err", a.Err)
 	}
 }
 

@@ -22,7 +22,6 @@ import (
 	"github.com/railco/relay/pkg/envelope"
 	"github.com/railco/relay/pkg/topology"
 	"github.com/railco/relay/services/forwarder/internal/breaker"
-	"github.com/railco/relay/services/forwarder/internal/config"
 	"github.com/railco/relay/services/forwarder/internal/delivery"
 	"github.com/railco/relay/services/forwarder/internal/forwarder"
 )
@@ -321,18 +320,6 @@ func TestForwarder_RetryAfterPicksALongerTier(t *testing.T) {
 	reqs := be.waitRequests(t, 2, 10*time.Second)
 	if gap := reqs[1].at.Sub(reqs[0].at); gap < time.Second {
 		t.Errorf("retried after %s, want at least the backend's Retry-After of 1s", gap)
-	}
-}
-
-func TestClassify_ConfigDefaultsAreNonRetryable(t *testing.T) {
-	set := map[int]bool{}
-	for _, c := range config.DefaultNonRetryable {
-		set[c] = true
-	}
-	for _, c := range []int{400, 401, 403, 404, 405, 409, 410, 413, 415, 422} {
-		if got := delivery.Classify(delivery.Result{Status: c}, set); got != delivery.Reject {
-			t.Errorf("status %d: %v, want rejected", c, got)
-		}
 	}
 }
 

@@ -1,6 +1,10 @@
 package forwarder
 
-import "time"
+import (
+	"time"
+
+	"github.com/railco/relay/services/forwarder/internal/delivery"
+)
 
 // Outcomes of handling a delivery, as logged (the outcome attribute) and as
 // told to Observer.Outcome.
@@ -32,6 +36,34 @@ type Observer interface {
 	// DeadLettered reports a message stored in the dead-letter queue, and why
 	// (an envelope.Reason* constant).
 	DeadLettered(reason string)
+	// Result reports what every attempt, counted or not, got back: one of
+	// Results.
+	Result(result string)
+}
+
+// Results of an attempt, as told to Observer.Result: the class of the
+// answer's status, or why there was no complete answer.
+var Results = []string{"1xx", "2xx", "3xx", "4xx", "5xx", "timeout", "unreachable", "incomplete", "unsendable", "panic"}
+
+// resultLabel is the Results entry for r.
+func resultLabel(r delivery.Result) string {
+	switch r.Kind() {
+	case delivery.Unreachable:
+		return "unreachable"
+	case delivery.TimedOut:
+		return "timeout"
+	case delivery.Incomplete:
+		return "incomplete"
+	case delivery.Unsendable:
+		return "unsendable"
+	case delivery.Panicked:
+		return "panic"
+	}
+	switch c := r.Status / 100; {
+	case c >= 1 && c <= 5:
+		return Results[c-1]
+	}
+	return "5xx" // a status outside 1xx-5xx is a broken answer
 }
 
 type nopObserver struct{}
@@ -40,3 +72,4 @@ func (nopObserver) Attempted(int, time.Duration) {}
 func (nopObserver) Outcome(string)               {}
 func (nopObserver) Delivered(time.Duration)      {}
 func (nopObserver) DeadLettered(string)          {}
+func (nopObserver) Result(string)                {}

@@ -14,9 +14,10 @@ import (
 
 // recorder is an Observer that remembers every call, in order.
 type recorder struct {
-	mu     sync.Mutex
-	events []string
-	ages   []time.Duration
+	mu      sync.Mutex
+	events  []string
+	ages    []time.Duration
+	results map[string]int
 }
 
 func (r *recorder) add(e string) {
@@ -34,6 +35,20 @@ func (r *recorder) Attempted(n int, took time.Duration) {
 }
 func (r *recorder) Outcome(o string)        { r.add(o) }
 func (r *recorder) DeadLettered(why string) { r.add("dead: " + why) }
+func (r *recorder) Result(res string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.results == nil {
+		r.results = map[string]int{}
+	}
+	r.results[res]++
+}
+
+func (r *recorder) resultCount(res string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.results[res]
+}
 func (r *recorder) Delivered(age time.Duration) {
 	r.mu.Lock()
 	r.ages = append(r.ages, age)

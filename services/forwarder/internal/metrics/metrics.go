@@ -19,6 +19,7 @@ import (
 // Metric names.
 const (
 	Deliveries         = "relay_forwarder_deliveries_total"
+	AttemptResults     = "relay_forwarder_attempt_results_total"
 	DeliveryAttempt    = "relay_forwarder_delivery_attempt"
 	DeliveryDuration   = "relay_forwarder_delivery_duration_seconds"
 	EndToEnd           = "relay_forwarder_end_to_end_seconds"
@@ -30,7 +31,7 @@ const (
 
 // Names lists the metrics this package defines (not the Go, process and
 // queue collectors'): a test checks that the dashboard asks for no others.
-var Names = []string{Deliveries, DeliveryAttempt, DeliveryDuration, EndToEnd, DeadLetters, CircuitState, CircuitTransitions, BrokerConnected}
+var Names = []string{Deliveries, AttemptResults, DeliveryAttempt, DeliveryDuration, EndToEnd, DeadLetters, CircuitState, CircuitTransitions, BrokerConnected}
 
 // Histograms lists the names in Names that are histograms.
 var Histograms = []string{DeliveryAttempt, DeliveryDuration, EndToEnd}
@@ -43,6 +44,7 @@ var endToEndBuckets = []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 
 type Metrics struct {
 	reg                *prometheus.Registry
 	deliveries         *prometheus.CounterVec
+	results            *prometheus.CounterVec
 	attempt            prometheus.Histogram
 	duration           prometheus.Histogram
 	endToEnd           prometheus.Histogram
@@ -61,6 +63,10 @@ func New(extra ...prometheus.Collector) *Metrics {
 			Name: Deliveries,
 			Help: "Deliveries handled, by outcome: delivered, retry, dead-lettered, returned-to-queue, requeued (the move failed; the broker redelivers), and not-counted attempts (backend unreachable, failed probe).",
 		}, []string{"outcome"}),
+		results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: AttemptResults,
+			Help: "Delivery attempts, counted or not, by what they got back: 1xx, 2xx, 3xx (a redirect, never followed), 4xx, 5xx, timeout, unreachable, incomplete (an answer cut short or given before the request was sent), unsendable, panic.",
+		}, []string{"result"}),
 		attempt: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    DeliveryAttempt,
 			Help:    "Number of each counted delivery attempt (1 = first try); not-counted attempts are left out.",
@@ -78,7 +84,7 @@ func New(extra ...prometheus.Collector) *Metrics {
 		}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: DeadLetters,
-			Help: "Messages the forwarder moved to the dead-letter queue, by reason: max-attempts, non-retryable.",
+			Help: "Messages the forwarder moved to the dead-letter queue, by reason: max-attempts, non-retryable, invalid-message.",
 		}, []string{"reason"}),
 		circuitState: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: CircuitState,
@@ -98,13 +104,16 @@ func New(extra ...prometheus.Collector) *Metrics {
 	for _, o := range forwarder.Outcomes {
 		m.deliveries.WithLabelValues(o)
 	}
-	for _, r := range []string{envelope.ReasonMaxAttempts, envelope.ReasonNonRetryable} {
+	for _, r := range forwarder.Results {
+		m.results.WithLabelValues(r)
+	}
+	for _, r := range []string{envelope.ReasonMaxAttempts, envelope.ReasonNonRetryable, envelope.ReasonInvalidMessage} {
 		m.deadLetters.WithLabelValues(r)
 	}
 	for _, s := range []breaker.State{breaker.Closed, breaker.Open, breaker.HalfOpen} {
 		m.circuitTransitions.WithLabelValues(s.String())
 	}
-	m.reg.MustRegister(m.deliveries, m.attempt, m.duration, m.endToEnd, m.deadLetters,
+	m.reg.MustRegister(m.deliveries, m.results, m.attempt, m.duration, m.endToEnd, m.deadLetters,
 		m.circuitState, m.circuitTransitions, m.brokerConnected)
 	m.reg.MustRegister(extra...)
 	return m
@@ -124,6 +133,9 @@ func (m *Metrics) Attempted(number int, took time.Duration) {
 
 // Outcome implements forwarder.Observer.
 func (m *Metrics) Outcome(outcome string) { m.deliveries.WithLabelValues(outcome).Inc() }
+
+// Result implements forwarder.Observer.
+func (m *Metrics) Result(result string) { m.results.WithLabelValues(result).Inc() }
 
 // Delivered implements forwarder.Observer.
 func (m *Metrics) Delivered(age time.Duration) { m.endToEnd.Observe(age.Seconds()) }
