@@ -58,6 +58,17 @@ broker: ## Make a RabbitMQ broker answer at AMQP_URL (scripts/broker.sh)
 .PHONY: test
 test: build broker ## Vet and test every module with -race against a real broker
 	@$(call foreach_module,$(GO) vet ./... && $(GO) test $(TESTFLAGS) ./...)
+	@$(MAKE) --no-print-directory test-fuzz
+
+# go test -fuzz takes one package and one target at a time; -list finds them all.
+FUZZTIME ?= 10s
+.PHONY: test-fuzz
+test-fuzz: ## Fuzz the ingress validator briefly: each of its fuzz tests for FUZZTIME (10s)
+	@cd services/ingress && targets=$$($(GO) test -list '^Fuzz' ./internal/registration/ | grep '^Fuzz'); \
+	for f in $$targets; do \
+		echo "==> services/ingress: $$f for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./internal/registration/; \
+	done
 
 .PHONY: test-chaos
 test-chaos: ## Chaos suite: real binaries against a private RabbitMQ node, faults on purpose (needs root; ~5 min)
