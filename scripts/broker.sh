@@ -7,9 +7,15 @@
 #   4. Debian/Ubuntu and root       → apt-get install rabbitmq-server, then 3
 #   5. none of these                → one line saying what to install, exit 1
 #
+# Then, when the broker is on this machine, it makes the management API (and
+# the broker's own Prometheus metrics) answer: rabbitmq-plugins enable
+# rabbitmq_management rabbitmq_prometheus. The forwarder bounds the main queue
+# with a policy through that API, and operators look at the queues there.
+# Failing that, it says how, and goes on: relay runs without it.
+#
 # It is idempotent, says what it did on stderr, starts nothing but the broker
-# and enables nothing (no plugins, no boot services). Exit status 0 means an
-# AMQP connection.start came back from AMQP_URL's host:port.
+# and enables nothing else (no boot services). Exit status 0 means an AMQP
+# connection.start came back from AMQP_URL's host:port.
 #
 # Usage: scripts/broker.sh           make the broker available
 #        scripts/broker.sh --check   only report whether it answers (exit 0/1)
@@ -20,6 +26,8 @@ set -euo pipefail
 AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/}
 BROKER_WAIT=${BROKER_WAIT:-60}               # seconds to wait for a started broker
 BROKER_AUTO_INSTALL=${BROKER_AUTO_INSTALL:-1} # 0 forbids step 4
+BROKER_MANAGEMENT=${BROKER_MANAGEMENT:-1}     # 0: leave the plugins alone
+MANAGEMENT_PORT=${MANAGEMENT_PORT:-15672}
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -132,11 +140,49 @@ start_local() {
 	wait_for "the local rabbitmq-server"
 }
 
+# management_answers reports whether something accepts connections on the
+# management port.
+management_answers() {
+	timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2"' probe "$host" "$MANAGEMENT_PORT" 2>/dev/null
+}
+
+# ensure_management enables the management plugin of a local broker whose
+# management API does not answer yet. It never fails the script.
+ensure_management() {
+	((BROKER_MANAGEMENT)) || return 0
+	management_answers && return 0
+	local how="rabbitmq-plugins enable rabbitmq_management rabbitmq_prometheus"
+	if ! is_local || ! command -v rabbitmq-plugins >/dev/null || ! as_root true 2>/dev/null; then
+		say "the management API does not answer at $host:$MANAGEMENT_PORT: the forwarder cannot bound the main queue (QUEUE_MAX_LENGTH) and there is no UI; on the broker's machine run: sudo $how"
+		return 0
+	fi
+	say "enabling the management API: $how"
+	if ! as_root rabbitmq-plugins enable rabbitmq_management rabbitmq_prometheus >&2; then
+		say "warning: $how failed; relay runs without it"
+		return 0
+	fi
+	local start=$SECONDS
+	until management_answers; do
+		if ((SECONDS - start >= BROKER_WAIT)); then
+			say "warning: the management API did not answer at $host:$MANAGEMENT_PORT within ${BROKER_WAIT}s"
+			return 0
+		fi
+		sleep 1
+	done
+	say "management UI at http://$host:$MANAGEMENT_PORT/ (the user and password of AMQP_URL; guest/guest by default)"
+}
+
+ok() {
+	ensure_management
+	exit 0
+}
+
 parse_url
 
 if answers; then
-	[[ ${1:-} == --check ]] || say "RabbitMQ already answers at $host:$port"
-	exit 0
+	[[ ${1:-} == --check ]] && exit 0
+	say "RabbitMQ already answers at $host:$port"
+	ok
 fi
 if [[ ${1:-} == --check ]]; then
 	say "no RabbitMQ answers at $host:$port"
@@ -150,12 +196,12 @@ if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
 	say "a Docker engine answers: docker compose up -d rabbitmq"
 	compose up -d rabbitmq || die "docker compose up -d rabbitmq failed (is the compose plugin or docker-compose installed?)"
 	wait_for "the rabbitmq container"
-	exit 0
+	exit 0 # the compose service is the management image
 fi
 
 if server=$(find_rabbitmq_server); then
 	start_local "$server"
-	exit 0
+	ok
 fi
 
 if ((EUID == 0)) && [[ $BROKER_AUTO_INSTALL == 1 ]] && [[ -f /etc/debian_version ]] && command -v apt-get >/dev/null; then
@@ -166,11 +212,11 @@ if ((EUID == 0)) && [[ $BROKER_AUTO_INSTALL == 1 ]] && [[ -f /etc/debian_version
 	# The package's postinst may already have started it (where services run).
 	if answers; then
 		say "RabbitMQ answers at $host:$port (started by the package)"
-		exit 0
+		ok
 	fi
 	server=$(find_rabbitmq_server) || die "rabbitmq-server is still not installed after apt-get install"
 	start_local "$server"
-	exit 0
+	ok
 fi
 
 die "no RabbitMQ at $host:$port and no way to start one: install Docker (then run make up) or RabbitMQ (Debian/Ubuntu: sudo apt-get install rabbitmq-server), or set AMQP_URL to a running broker"

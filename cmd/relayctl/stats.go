@@ -2,16 +2,15 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/railco/relay/pkg/brokeradmin"
 )
 
 // managementTimeout bounds one management API request: stats must not hang
@@ -143,32 +142,16 @@ func optRate(f *float64) string {
 }
 
 // management reads queue details from the RabbitMQ management API.
-type management struct {
-	base       string // without a trailing slash
-	vhost      string
-	user, pass string
-	client     *http.Client
-}
+type management struct{ api *brokeradmin.Client }
 
 // newManagement targets rawURL as the user of amqpURL, unless rawURL names a
 // user of its own.
 func newManagement(rawURL, amqpURL string) (*management, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errors.New("RABBITMQ_MANAGEMENT_URL is not an http(s) URL")
-	}
-	uri, err := amqp.ParseURI(amqpURL)
+	api, err := brokeradmin.New(amqpURL, rawURL)
 	if err != nil {
-		return nil, errors.New("AMQP_URL is not an amqp:// URL")
+		return nil, fmt.Errorf("RABBITMQ_MANAGEMENT_URL: %w", err)
 	}
-	m := &management{vhost: uri.Vhost, user: uri.Username, pass: uri.Password, client: &http.Client{Timeout: managementTimeout}}
-	if u.User != nil {
-		m.user = u.User.Username()
-		m.pass, _ = u.User.Password()
-		u.User = nil
-	}
-	m.base = strings.TrimRight(u.String(), "/")
-	return m, nil
+	return &management{api: api}, nil
 }
 
 // apiQueue is the part of GET /api/queues/<vhost>/<name> that stats shows.
@@ -184,32 +167,14 @@ type apiQueue struct {
 // yet (404: created a moment ago) keeps its figures unknown; any other
 // failure is an error.
 func (m *management) fill(ctx context.Context, r *queueStats) error {
-	endpoint := m.base + "/api/queues/" + url.PathEscape(m.vhost) + "/" + url.PathEscape(r.Name)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
-	if err != nil {
-		return err
-	}
-	req.SetBasicAuth(m.user, m.pass)
-	resp, err := m.client.Do(req)
-	if err != nil {
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err // the URL is in the message already
+	ctx, cancel := context.WithTimeout(ctx, managementTimeout)
+	defer cancel()
+	var q apiQueue
+	if err := m.api.GetQueue(ctx, r.Name, &q); err != nil {
+		if errors.Is(err, brokeradmin.ErrNotFound) {
+			return nil
 		}
 		return err
-	}
-	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusNotFound:
-		return nil
-	case resp.StatusCode == http.StatusUnauthorized:
-		return fmt.Errorf("user %q refused (401)", m.user)
-	case resp.StatusCode != http.StatusOK:
-		return fmt.Errorf("GET %s: %s", req.URL.Path, resp.Status)
-	}
-	var q apiQueue
-	if err := json.NewDecoder(resp.Body).Decode(&q); err != nil {
-		return fmt.Errorf("read %s: %w", req.URL.Path, err)
 	}
 	publish, deliver := q.MessageStats.Publish.Rate, q.MessageStats.DeliverGet.Rate
 	r.Unacked, r.PublishRate, r.DeliverRate = &q.Unacked, &publish, &deliver

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -35,18 +36,19 @@ const HeaderPublishSeq = "x-relay-publish-seq"
 type Publisher struct {
 	channels int
 
-	mu      sync.RWMutex
-	set     []*confirmChannel
-	broken  chan struct{} // closed when a channel of set closes
-	next    atomic.Uint64
-	blocked atomic.Bool
+	mu       sync.RWMutex
+	set      []*confirmChannel
+	broken   chan struct{} // closed when a channel of set closes
+	attached chan struct{} // closed while a set is attached
+	next     atomic.Uint64
+	blocked  atomic.Bool
 }
 
 // NewPublisher returns a Publisher that opens channels channels per connection.
 // One channel already pipelines thousands of confirms; a few more spread
 // frame encoding over cores.
 func NewPublisher(channels int) *Publisher {
-	return &Publisher{channels: max(channels, 1)}
+	return &Publisher{channels: max(channels, 1), attached: make(chan struct{})}
 }
 
 // Attach opens the publishing channels on conn. Call Detach before attaching
@@ -68,9 +70,56 @@ func (p *Publisher) Attach(conn *amqp.Connection) error {
 	}
 	p.mu.Lock()
 	p.set, p.broken = set, broken
+	close(p.attached)
 	p.mu.Unlock()
 	return nil
 }
+
+// WaitAttached waits until channels are attached and returns the Broken
+// channel of that attachment, which closes when it breaks or is detached; or
+// ctx's error. A consumer on another connection uses it to consume only while
+// it can move what it consumes.
+func (p *Publisher) WaitAttached(ctx context.Context) (broken <-chan struct{}, err error) {
+	for {
+		p.mu.RLock()
+		attached, b := p.attached, p.broken
+		p.mu.RUnlock()
+		if b == nil || !isClosed(attached) {
+			select {
+			case <-attached:
+				continue // read the attachment's broken channel, under the lock
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		select {
+		case <-b:
+			// Broken but not yet detached: its session is ending. Detach
+			// signals nothing, so look again shortly.
+			t := time.NewTimer(brokenRecheck)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil, ctx.Err()
+			}
+		default:
+			return b, nil
+		}
+	}
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// brokenRecheck is how soon WaitAttached looks again at a broken attachment.
+const brokenRecheck = 50 * time.Millisecond
 
 // Broken is closed when the topology or a channel opened by the last Attach
 // turns out to be damaged while the connection stays up: the broker closed a
@@ -90,6 +139,11 @@ func (p *Publisher) Detach() {
 	p.mu.Lock()
 	set := p.set
 	p.set = nil
+	select {
+	case <-p.attached:
+		p.attached = make(chan struct{})
+	default:
+	}
 	p.mu.Unlock()
 	for _, c := range set {
 		c.close()

@@ -209,3 +209,43 @@ func TestPublisher_UnroutableClosesBroken(t *testing.T) {
 		t.Error("Broken still open after an unroutable publish")
 	}
 }
+
+// WaitAttached lets a consumer on another connection run only while moves
+// can be published: it returns once channels are attached, with a channel
+// that closes when they are detached.
+func TestPublisher_WaitAttached(t *testing.T) {
+	conn := brokertest.Dial(t)
+	pub := broker.NewPublisher(1)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := pub.WaitAttached(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("before Attach: %v, want the context's deadline", err)
+	}
+
+	got := make(chan (<-chan struct{}), 1)
+	go func() {
+		b, err := pub.WaitAttached(context.Background())
+		if err != nil {
+			t.Error(err)
+		}
+		got <- b
+	}()
+	if err := pub.Attach(conn); err != nil {
+		t.Fatal(err)
+	}
+	broken := <-got
+	select {
+	case <-broken:
+		t.Fatal("broken while attached")
+	default:
+	}
+	pub.Detach()
+	<-broken // closes on Detach; the test's deadline catches a hang
+
+	ctx, cancel = context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := pub.WaitAttached(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("after Detach: %v, want the context's deadline", err)
+	}
+}

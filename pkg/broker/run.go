@@ -64,7 +64,7 @@ func (d Dialer) Run(ctx context.Context, session Session) error {
 			started := time.Now()
 			err = session(ctx, conn)
 			d.notify(false)
-			_ = conn.Close() // may already be closed; nothing to do about a failure here
+			_ = CloseConn(conn) // may already be closed; nothing to do about a failure here
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -103,6 +103,17 @@ func (e *fatalError) Unwrap() error { return e.err }
 // Fatal marks err as one that reconnecting cannot cure (a topology conflict, a
 // bad configuration): Run returns it instead of trying again.
 func Fatal(err error) error { return &fatalError{err: err} }
+
+// closeTimeout bounds the close handshake: a connection blocked by a
+// resource alarm is not read by the broker, so its close-ok never comes.
+const closeTimeout = 2 * time.Second
+
+// CloseConn closes conn, waiting closeTimeout at most for the broker's
+// answer before it drops the socket. Close a publishing connection this way
+// before its channels: a blocked connection answers neither.
+func CloseConn(conn *amqp.Connection) error {
+	return conn.CloseDeadline(time.Now().Add(closeTimeout))
+}
 
 // ErrConnectionLost is returned by Wait when the broker closed the connection.
 var ErrConnectionLost = errors.New("broker connection lost")

@@ -6,8 +6,10 @@
 package brokertest
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"os"
 	"regexp"
 	"strings"
@@ -16,6 +18,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/railco/relay/pkg/brokeradmin"
 	"github.com/railco/relay/pkg/topology"
 )
 
@@ -78,9 +81,11 @@ func Declare(t testing.TB, conn *amqp.Connection, cfg topology.Config) *topology
 	return topo
 }
 
-// DeleteTopology removes topo on a connection of its own (the test's may be closed by now).
+// DeleteTopology removes topo on a connection of its own (the test's may be
+// closed by now), and its limit policy, which the services put.
 func DeleteTopology(t testing.TB, topo *topology.Topology) {
 	t.Helper()
+	DeleteLimits(t, topo)
 	conn, err := amqp.Dial(URL())
 	if err != nil {
 		t.Logf("cleanup: %v", err)
@@ -140,5 +145,57 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 			t.Fatalf("timed out after %s waiting for %s", timeout, what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ManagementURL returns RABBITMQ_MANAGEMENT_URL: "" means the management API
+// on the test broker's host, port 15672.
+func ManagementURL() string { return os.Getenv("RABBITMQ_MANAGEMENT_URL") }
+
+// Admin returns a client of the test broker's management API. It fails the
+// test, loudly, when the API does not answer: scripts/broker.sh enables the
+// management plugin on a local broker.
+func Admin(t testing.TB) *brokeradmin.Client {
+	t.Helper()
+	c, err := brokeradmin.New(URL(), ManagementURL())
+	if err != nil {
+		t.Fatalf("management API: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.GetPolicy(ctx, "relay-probe-"+Prefix(t)); err != nil && !errors.Is(err, brokeradmin.ErrNotFound) {
+		t.Fatalf("RabbitMQ's management API does not answer at %s (run scripts/broker.sh, which enables rabbitmq_management, or set RABBITMQ_MANAGEMENT_URL): %v", c, err)
+	}
+	return c
+}
+
+// ApplyLimits puts topo's limit policy on the broker and deletes it when t ends.
+func ApplyLimits(t testing.TB, topo *topology.Topology) {
+	t.Helper()
+	admin := Admin(t)
+	name, policy, ok := topo.LimitPolicy()
+	if !ok {
+		t.Fatal("ApplyLimits: the topology sets no limit")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := admin.PutPolicy(ctx, name, policy); err != nil {
+		t.Fatalf("put policy %s: %v", name, err)
+	}
+	t.Cleanup(func() { DeleteLimits(t, topo) })
+}
+
+// DeleteLimits removes topo's limit policy, if there is one.
+func DeleteLimits(t testing.TB, topo *topology.Topology) {
+	c, err := brokeradmin.New(URL(), ManagementURL())
+	if err != nil {
+		t.Logf("cleanup: %v", err)
+		return
+	}
+	name, _, _ := topo.LimitPolicy()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.DeletePolicy(ctx, name); err != nil {
+		t.Logf("cleanup: delete policy %s: %v", name, err)
 	}
 }

@@ -3,12 +3,14 @@ package topology
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/railco/relay/pkg/brokeradmin"
 	"github.com/railco/relay/pkg/config"
 )
 
@@ -27,6 +29,11 @@ type Config struct {
 	// redelivers a message whose consumer died before it dead-letters it
 	// (a crash-loop guard; well above MaxAttempts).
 	DeliveryLimit int
+	// MaxLength and MaxBytes bound the main queue's ready messages and their
+	// body bytes (0: no bound). They are a policy (LimitPolicy), not queue
+	// arguments, so that changing them needs no redeclaration.
+	MaxLength int
+	MaxBytes  int
 }
 
 // LoadConfig reads the topology settings shared by all services.
@@ -38,8 +45,19 @@ func LoadConfig(l *config.Loader) Config {
 		RetryMultiplier: l.Float("RETRY_MULTIPLIER", 5),
 		RetryMax:        l.Duration("RETRY_MAX_INTERVAL", 10*time.Minute),
 		DeliveryLimit:   l.Int("QUEUE_DELIVERY_LIMIT", 100),
+		MaxLength:       l.Int("QUEUE_MAX_LENGTH", DefaultMaxLength),
+		MaxBytes:        l.Int("QUEUE_MAX_BYTES", DefaultMaxBytes),
 	}
 }
+
+// Default bounds of the main queue: far beyond any backlog a healthy system
+// builds (a day's outage at 10 registrations/s is 864,000), far below what
+// fills a broker's disk: 512 MiB of bodies takes about 1 GiB of quorum-queue
+// log per replica.
+const (
+	DefaultMaxLength = 1_000_000
+	DefaultMaxBytes  = 512 << 20
+)
 
 // Validate reports settings that cannot describe a working topology.
 func (c Config) Validate() error {
@@ -58,6 +76,12 @@ func (c Config) Validate() error {
 	}
 	if c.RetryMax < c.RetryInitial {
 		errs = append(errs, errors.New("RETRY_MAX_INTERVAL must not be below RETRY_INITIAL_INTERVAL"))
+	}
+	if c.MaxLength < 0 {
+		errs = append(errs, errors.New("QUEUE_MAX_LENGTH must be 0 (no bound) or more"))
+	}
+	if c.MaxBytes < 0 {
+		errs = append(errs, errors.New("QUEUE_MAX_BYTES must be 0 (no bound) or more"))
 	}
 	if c.DeliveryLimit <= c.MaxAttempts {
 		errs = append(errs, errors.New("QUEUE_DELIVERY_LIMIT must be above MAX_DELIVERY_ATTEMPTS"))
@@ -83,6 +107,8 @@ type Topology struct {
 	delays        []time.Duration // delays[n-1] is the wait after failed attempt n
 	tiers         []Tier          // distinct delays, ascending
 	deliveryLimit int
+	maxLength     int
+	maxBytes      int
 }
 
 // New resolves cfg into names and tiers. cfg must be valid.
@@ -95,6 +121,8 @@ func New(cfg Config) *Topology {
 		MaxAttempts:   cfg.MaxAttempts,
 		delays:        Schedule(cfg.RetryInitial, cfg.RetryMultiplier, cfg.RetryMax, cfg.MaxAttempts-1),
 		deliveryLimit: cfg.DeliveryLimit,
+		maxLength:     cfg.MaxLength,
+		maxBytes:      cfg.MaxBytes,
 	}
 	seen := map[time.Duration]bool{}
 	for _, d := range t.delays {
@@ -232,4 +260,33 @@ func (t *Topology) QueueNames() []string {
 		names = append(names, tier.Queue)
 	}
 	return append(names, t.DeadQueue)
+}
+
+// LimitPolicyPriority is the priority of the limit policy. Only one policy
+// applies to a queue, the matching one with the highest priority: an
+// operator's own policy for the main queue needs a higher one, and then
+// carries the limits itself.
+const LimitPolicyPriority = 100
+
+// LimitPolicy returns the policy that bounds the main queue: its name, and the
+// policy itself. ok is false when neither bound is set; the policy named
+// should then be deleted. When the queue is full the broker refuses new
+// messages (overflow reject-publish: a nack to the publisher) and drops none
+// it holds; retry tiers that dead-letter into it at least once keep their
+// messages until it has room.
+func (t *Topology) LimitPolicy() (name string, p brokeradmin.Policy, ok bool) {
+	name = "relay-limits." + t.Queue
+	def := map[string]any{"overflow": "reject-publish"}
+	if t.maxLength > 0 {
+		def["max-length"] = t.maxLength
+	}
+	if t.maxBytes > 0 {
+		def["max-length-bytes"] = t.maxBytes
+	}
+	return name, brokeradmin.Policy{
+		Pattern:    "^" + regexp.QuoteMeta(t.Queue) + "$",
+		ApplyTo:    "queues",
+		Priority:   LimitPolicyPriority,
+		Definition: def,
+	}, t.maxLength > 0 || t.maxBytes > 0
 }

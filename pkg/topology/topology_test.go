@@ -1,13 +1,16 @@
 package topology_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/railco/relay/pkg/broker"
 	"github.com/railco/relay/pkg/brokertest"
 	"github.com/railco/relay/pkg/envelope"
 	"github.com/railco/relay/pkg/topology"
@@ -194,5 +197,82 @@ func TestMainQueue_DeliveryLimitDeadLettersCrashLoops(t *testing.T) {
 	}
 	if deliveries < cfg.DeliveryLimit || deliveries > cfg.DeliveryLimit+1 {
 		t.Errorf("dead-lettered after %d deliveries, want about the limit of %d", deliveries, cfg.DeliveryLimit)
+	}
+}
+
+func TestLimitPolicy_NamesTheMainQueueExactly(t *testing.T) {
+	cfg := defaults()
+	cfg.MaxLength, cfg.MaxBytes = 10, 2048
+	name, p, ok := topology.New(cfg).LimitPolicy()
+	if !ok || name != "relay-limits.catering.registrations" || p.Pattern != `^catering\.registrations$` || p.ApplyTo != "queues" {
+		t.Errorf("LimitPolicy() = %q %+v %v", name, p, ok)
+	}
+	if p.Definition["max-length"] != 10 || p.Definition["max-length-bytes"] != 2048 || p.Definition["overflow"] != "reject-publish" {
+		t.Errorf("definition %v", p.Definition)
+	}
+	cfg.MaxBytes = 0
+	if _, p, _ := topology.New(cfg).LimitPolicy(); len(p.Definition) != 2 {
+		t.Errorf("no byte bound: definition %v, want max-length and overflow only", p.Definition)
+	}
+	cfg.MaxLength = 0
+	if _, _, ok := topology.New(cfg).LimitPolicy(); ok {
+		t.Error("no bounds: ok, want no policy")
+	}
+}
+
+// A full main queue refuses new messages (a nack: the ingress answers 503),
+// keeps every message it holds, and takes new ones once it has room again.
+func TestLimitPolicy_FullQueueRefusesAndKeepsWhatItHolds(t *testing.T) {
+	conn := brokertest.Dial(t)
+	cfg := brokertest.Config(t)
+	cfg.MaxLength = 5
+	topo := brokertest.Declare(t, conn, cfg)
+	brokertest.ApplyLimits(t, topo)
+	pub := broker.NewPublisher(1)
+	if err := pub.Attach(conn); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pub.Detach)
+	publish := func(id string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return pub.Publish(ctx, topo.Exchange, topo.Queue, envelope.New(id, []byte("{}"), time.Now()))
+	}
+
+	var accepted []string
+	refused := 0
+	for i := range 20 {
+		id := fmt.Sprint("m-", i)
+		switch err := publish(id); {
+		case err == nil:
+			accepted = append(accepted, id)
+		case errors.Is(err, broker.ErrNacked):
+			refused++
+		default:
+			t.Fatalf("publish %s: %v", id, err)
+		}
+	}
+	// A quorum queue checks its length a little lazily: it may take one more.
+	if len(accepted) < cfg.MaxLength || len(accepted) > cfg.MaxLength+1 || refused == 0 {
+		t.Fatalf("accepted %d, refused %d; want %d (or one more) accepted, the rest refused", len(accepted), refused, cfg.MaxLength)
+	}
+	t.Logf("max length %d: accepted %d, refused %d", cfg.MaxLength, len(accepted), refused)
+	for i, want := range accepted {
+		d := brokertest.Get(t, conn, topo.Queue, 5*time.Second)
+		if d.MessageId != want {
+			t.Fatalf("message %d is %q, want %q: the queue dropped or reordered what it held", i, d.MessageId, want)
+		}
+		if i == 1 {
+			// Room again: intake resumes by itself.
+			if err := publish("after"); err != nil {
+				t.Fatalf("publish after making room: %v", err)
+			}
+		}
+	}
+	if d := brokertest.Get(t, conn, topo.Queue, 5*time.Second); d.MessageId != "after" {
+		t.Errorf("last message %q, want the one published after making room", d.MessageId)
+	}
+	if n := brokertest.Depth(t, conn, topo.Queue); n != 0 {
+		t.Errorf("%d messages left, want 0", n)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/railco/relay/pkg/broker"
+	"github.com/railco/relay/pkg/brokeradmin"
 	pkgconfig "github.com/railco/relay/pkg/config"
 	"github.com/railco/relay/pkg/logging"
 	pkgmetrics "github.com/railco/relay/pkg/metrics"
@@ -48,6 +50,10 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	cfg.Breaker.OnChange = m.CircuitChanged
 	brk := breaker.New(cfg.Breaker, log)
 	defer brk.Stop()
+	admin, err := brokeradmin.New(cfg.AMQPURL, cfg.ManagementURL)
+	if err != nil && !errors.Is(err, brokeradmin.ErrOff) {
+		return fmt.Errorf("configuration: RABBITMQ_MANAGEMENT_URL: %w", err)
+	}
 	fwd := forwarder.New(forwarder.Options{
 		Concurrency:     cfg.Concurrency,
 		Prefetch:        cfg.Prefetch,
@@ -59,56 +65,84 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	}, topo, pub, client, brk, log)
 
 	var consuming atomic.Bool
-	session := func(ctx context.Context, conn *amqp.Connection) error {
-		if err := topo.Declare(conn); err != nil {
-			var mismatch *topology.MismatchError
-			if errors.As(err, &mismatch) {
-				return broker.Fatal(err)
-			}
+	// Two connections: RabbitMQ blocks a connection that publishes during a
+	// resource alarm and then reads nothing from it, acks included. Consuming
+	// on a connection that never publishes keeps deliveries and their acks
+	// flowing while retry and dead-letter moves wait.
+	publishing := func(ctx context.Context, conn *amqp.Connection) error {
+		if err := declare(topo, conn); err != nil {
 			return err
 		}
+		applyLimits(ctx, topo, admin, log, m.QueueLimitApplied)
 		if err := pub.Attach(conn); err != nil {
 			return err
 		}
-		defer pub.Detach() // after Consume: in-flight moves still need it
+		defer pub.Detach()
+		// The consumer has stopped when this session ends: no move is in
+		// flight. Closing the connection first makes Detach quick even when
+		// an alarm blocks it.
+		defer broker.CloseConn(conn)
+		return broker.Wait(ctx, conn, pub.Broken(), func(blocked bool, reason string) {
+			pub.SetBlocked(blocked)
+			if blocked {
+				log.Warn("broker blocked the publishing connection (resource alarm): retries and dead letters wait; deliveries go on", "reason", reason)
+			}
+		})
+	}
+	consume := func(ctx context.Context, conn *amqp.Connection) error {
+		if err := declare(topo, conn); err != nil {
+			return err
+		}
 		queues.Attach(conn)
 		defer queues.Detach()
-		// Consume until ctx ends, the connection is lost (Consume sees that on
-		// its channel) or a publishing channel breaks (Wait sees that).
-		consumeCtx, stop := context.WithCancel(ctx)
-		defer stop()
-		lost := make(chan error, 1)
-		go func() {
-			lost <- broker.Wait(consumeCtx, conn, pub.Broken(), func(blocked bool, reason string) {
-				pub.SetBlocked(blocked)
-				if blocked {
-					log.Warn("broker blocked the connection", "reason", reason)
+		for {
+			// Consume only while moves can be published: a failed move
+			// requeues the message, and it would come straight back.
+			broken, err := pub.WaitAttached(ctx)
+			if err != nil {
+				return nil
+			}
+			consumeCtx, stop := context.WithCancel(ctx)
+			go func() {
+				select {
+				case <-broken:
+					stop()
+				case <-consumeCtx.Done():
 				}
-			})
+			}()
+			consuming.Store(true)
+			err = fwd.Consume(consumeCtx, conn)
+			consuming.Store(false)
 			stop()
-		}()
-		consuming.Store(true)
-		defer consuming.Store(false)
-		err := fwd.Consume(consumeCtx, conn)
-		stop()
-		if waitErr := <-lost; waitErr != nil && err == nil {
-			return waitErr // drained gracefully; now reconnect
+			if err != nil || ctx.Err() != nil {
+				return err
+			}
+			log.Warn("publishing connection lost: consuming paused until it is back")
 		}
-		return err
 	}
 
-	admin, err := pkgconfig.Listen(cfg.AdminAddr, getenv("FORWARDER_ADMIN_ADDR_FILE"))
+	adminLn, err := pkgconfig.Listen(cfg.AdminAddr, getenv("FORWARDER_ADMIN_ADDR_FILE"))
 	if err != nil {
 		return fmt.Errorf("FORWARDER_ADMIN_ADDR, FORWARDER_ADMIN_ADDR_FILE: %w", err)
 	}
 	srv := &http.Server{Handler: adminHandler(&consuming, brk, m.Handler()), ReadHeaderTimeout: 5 * time.Second}
 
+	// The publishing connection outlives the consumer: at shutdown the
+	// consumer settles what it holds, which may need a move.
+	pubCtx, stopPublishing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPublishing()
+
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		d := broker.Dialer{URL: cfg.AMQPURL, Name: "relay-forwarder", Log: log, OnConnected: m.BrokerConnected}
-		err := d.Run(gctx, session)
-		log.Info("broker loop stopped")
+		err := d.Run(gctx, consume)
+		log.Info("consumer stopped")
+		stopPublishing()
 		return err
+	})
+	g.Go(func() error {
+		d := broker.Dialer{URL: cfg.AMQPURL, Name: "relay-forwarder-publish", Log: log.With("component", "publisher")}
+		return d.Run(pubCtx, publishing)
 	})
 	g.Go(func() error {
 		queues.Run(gctx)
@@ -125,7 +159,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		})
 	}
 	g.Go(func() error {
-		if err := srv.Serve(admin); !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("admin server: %w", err)
 		}
 		return nil
@@ -136,12 +170,56 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		defer cancel()
 		return srv.Shutdown(shutdownCtx)
 	})
-	log.Info("forwarder started", "endpoint", cfg.Endpoint, "admin", admin.Addr().String(),
+	log.Info("forwarder started", "endpoint", cfg.Endpoint, "admin", adminLn.Addr().String(),
 		"max_attempts", topo.MaxAttempts, "queue", topo.Queue, "dead_queue", topo.DeadQueue)
 	err = g.Wait()
 	log.Info("forwarder stopped")
 	return err
 }
+
+// declare declares the topology; a conflict with what exists is fatal.
+func declare(topo *topology.Topology, conn *amqp.Connection) error {
+	if err := topo.Declare(conn); err != nil {
+		var mismatch *topology.MismatchError
+		if errors.As(err, &mismatch) {
+			return broker.Fatal(err)
+		}
+		return fmt.Errorf("declare topology: %w", err)
+	}
+	return nil
+}
+
+// applyLimits puts the main queue's limit policy on the broker (or removes it
+// when no limit is set), through the management API. Failing that, relay
+// still runs, with an unbounded queue: it says so, and applied reports it.
+func applyLimits(ctx context.Context, topo *topology.Topology, admin *brokeradmin.Client, log *slog.Logger, applied func(bool)) {
+	name, policy, limited := topo.LimitPolicy()
+	if admin == nil {
+		log.Info("RABBITMQ_MANAGEMENT_URL=off: the main queue's limit policy is left to the operator", "policy", name)
+		applied(false)
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, limitsTimeout)
+	defer cancel()
+	if !limited {
+		if err := admin.DeletePolicy(ctx, name); err != nil {
+			log.Warn("could not remove the main queue's limit policy", "policy", name, "err", err)
+		}
+		applied(false)
+		return
+	}
+	if err := admin.PutPolicy(ctx, name, policy); err != nil {
+		log.Warn("main queue NOT bounded: could not apply its limit policy; enable the management plugin (rabbitmq-plugins enable rabbitmq_management), set RABBITMQ_MANAGEMENT_URL, or apply the policy yourself",
+			"policy", name, "pattern", policy.Pattern, "definition", policy.Definition, "err", err)
+		applied(false)
+		return
+	}
+	log.Info("main queue bounded", "policy", name, "queue", topo.Queue, "definition", policy.Definition, "management", admin.String())
+	applied(true)
+}
+
+// limitsTimeout bounds applying the limit policy at the start of a session.
+const limitsTimeout = 5 * time.Second
 
 // adminHandler serves liveness, readiness and the metrics. A forwarder paused
 // by an open breaker is ready: it is doing what it should while the backend

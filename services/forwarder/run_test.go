@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -250,5 +251,68 @@ func TestRun_ShutdownFinishesInFlightDelivery(t *testing.T) {
 		if n := brokertest.Depth(t, conn, q); n != 0 {
 			t.Errorf("queue %s holds %d messages after a delivered in-flight message, want 0", q, n)
 		}
+	}
+}
+
+// The forwarder bounds the main queue with a policy, which a restart with
+// other limits changes in place: no redeclaration, no PRECONDITION_FAILED.
+func TestRun_AppliesTheQueueLimitPolicy(t *testing.T) {
+	env := baseEnv(brokertest.Prefix(t))
+	env["CATERING_SERVICE_EP"] = "http://127.0.0.1:1/catering"
+	topo := topoOf(t, env)
+	conn := brokertest.Dial(t)
+	admin := brokertest.Admin(t)
+	name, _, _ := topo.LimitPolicy()
+	policy := func() map[string]any {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		p, err := admin.GetPolicy(ctx, name)
+		if err != nil {
+			t.Fatalf("policy %s: %v", name, err)
+		}
+		return p.Definition
+	}
+
+	for _, limit := range []string{"7", "9"} {
+		env["QUEUE_MAX_LENGTH"], env["QUEUE_MAX_BYTES"] = limit, "0"
+		logs := newLogBuffer()
+		stop := startRun(t, env, logs)
+		logs.waitFor(t, "main queue bounded", 10*time.Second)
+		waitConsuming(t, conn, topo)
+		def := policy()
+		if fmt.Sprint(def["max-length"]) != limit || def["overflow"] != "reject-publish" || def["max-length-bytes"] != nil {
+			t.Errorf("QUEUE_MAX_LENGTH=%s: policy %v", limit, def)
+		}
+		if err := stop(); err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	}
+}
+
+// Without the management API the forwarder still delivers, and says loudly
+// that the queue is unbounded.
+func TestRun_NoManagementAPIStillDelivers(t *testing.T) {
+	env := baseEnv(brokertest.Prefix(t))
+	topo := topoOf(t, env)
+	conn := brokertest.Dial(t)
+	got := make(chan string, 1)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get("Idempotency-Key")
+	}))
+	t.Cleanup(backend.Close)
+	env["CATERING_SERVICE_EP"] = backend.URL
+	env["RABBITMQ_MANAGEMENT_URL"] = "http://127.0.0.1:1"
+	logs := newLogBuffer()
+	startRun(t, env, logs)
+	logs.waitFor(t, "main queue NOT bounded", 15*time.Second)
+	waitConsuming(t, conn, topo)
+	publish(t, conn, topo, "unbounded", "{}")
+	select {
+	case id := <-got:
+		if id != "unbounded" {
+			t.Errorf("delivered %q", id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("not delivered")
 	}
 }

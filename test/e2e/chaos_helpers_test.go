@@ -266,7 +266,9 @@ func depth(t *testing.T, b *privateBroker, queue string) int {
 
 // envFor returns the environment shared by a scenario's services.
 func envFor(b *privateBroker, topo *topology.Topology, extra map[string]string) map[string]string {
-	env := map[string]string{"AMQP_URL": b.URL(), "TOPOLOGY_PREFIX": topo.Exchange, "LOG_LEVEL": "info"}
+	// The private node has no management API; derived from AMQP_URL, its
+	// address would be the shared broker's (127.0.0.1:15672).
+	env := map[string]string{"AMQP_URL": b.URL(), "TOPOLOGY_PREFIX": topo.Exchange, "LOG_LEVEL": "info", "RABBITMQ_MANAGEMENT_URL": "off"}
 	for k, v := range extra {
 		env[k] = v
 	}

@@ -15,6 +15,10 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/railco/relay/pkg/broker"
+	"github.com/railco/relay/pkg/envelope"
 	"github.com/railco/relay/pkg/topology"
 )
 
@@ -456,4 +460,71 @@ func readyz(t *testing.T, addr string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// 7. A resource alarm blocks the forwarder's publishing (retry and
+// dead-letter moves) but not its deliveries: it consumes on a connection that
+// never publishes, so successful deliveries are acked while the alarm lasts,
+// and the failed message waits, stored, until it clears.
+func TestChaos_DeliveryGoesOnWhilePublishingIsBlocked(t *testing.T) {
+	b := chaosBroker(t)
+	topo := chaosTopology(t, b, fastRetries())
+	backend := newChaosBackend(t, func(key string, _ []byte) answer {
+		if key == "blocked-fail" {
+			return answerFail // its retry is a publish, which the alarm blocks
+		}
+		return answerOK
+	})
+	conn, err := amqp.Dial(b.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := topo.Declare(conn); err != nil {
+		t.Fatal(err)
+	}
+	pub := broker.NewPublisher(1)
+	if err := pub.Attach(conn); err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	ids := []string{"blocked-fail"}
+	for i := range n {
+		ids = append(ids, fmt.Sprint("blocked-ok-", i))
+	}
+	for _, id := range ids {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := pub.Publish(ctx, topo.Exchange, topo.Queue, envelope.New(id, registration(id), time.Now()))
+		cancel()
+		if err != nil {
+			t.Fatalf("publish %s: %v", id, err)
+		}
+	}
+	pub.Detach()
+
+	b.ctl(t, "set_vm_memory_high_watermark", "0.00001")
+	t.Cleanup(func() { b.ctl(t, "set_vm_memory_high_watermark", "0.4") })
+	env := envFor(b, topo, topologyEnv(fastRetries()))
+	env["CATERING_SERVICE_EP"] = backend.URL
+	env["FORWARDER_CONCURRENCY"], env["FORWARDER_PREFETCH"] = "2", "4"
+	env["PUBLISH_TIMEOUT"] = "2s"
+	fwd := start(t, "forwarder", env, "FORWARDER_ADMIN_ADDR", "FORWARDER_ADMIN_ADDR_FILE")
+
+	okIDs := ids[1:]
+	tl := backend.waitDelivered(t, okIDs, 60*time.Second)
+	if got := backend.requestsFor("blocked-fail"); len(got) == 0 {
+		t.Error("the failing message was never tried: publishing was not blocked by a move")
+	}
+	if !strings.Contains(fwd.log.String(), "broker blocked the publishing connection") {
+		t.Errorf("the forwarder never saw its publishing connection blocked:\n%s", fwd.log.String())
+	}
+	// Stopped while the alarm lasts: what it acked is gone from the queue;
+	// only the failed message, whose retry could not be published, is left.
+	mustStop(t, fwd)
+	if d := depth(t, b, topo.Queue); d != 1 {
+		t.Errorf("main queue holds %d after the deliveries, want 1 (the failed message): acks did not reach the broker", d)
+	}
+	report(t, "7 (publishing blocked)", tl, fmt.Sprintf("acked=%d during the alarm", n))
+
+	b.ctl(t, "set_vm_memory_high_watermark", "0.4")
 }

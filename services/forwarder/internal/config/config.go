@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/railco/relay/pkg/brokeradmin"
 	"github.com/railco/relay/pkg/config"
 	pkgmetrics "github.com/railco/relay/pkg/metrics"
 	"github.com/railco/relay/pkg/topology"
@@ -16,6 +17,7 @@ import (
 // Config is everything the forwarder reads from its environment, loaded once.
 type Config struct {
 	AMQPURL           string
+	ManagementURL     string // RABBITMQ_MANAGEMENT_URL: "" derives it from AMQP_URL, "off" turns it off
 	Endpoint          string // CATERING_SERVICE_EP
 	Concurrency       int
 	Prefetch          int
@@ -48,6 +50,7 @@ func Load(getenv config.Getenv) (Config, error) {
 	l := config.NewLoader(getenv)
 	c := Config{
 		AMQPURL:           l.String("AMQP_URL", "amqp://guest:guest@localhost:5672/"),
+		ManagementURL:     l.String("RABBITMQ_MANAGEMENT_URL", ""),
 		Endpoint:          l.String("CATERING_SERVICE_EP", "http://localhost:8280/catering"),
 		Concurrency:       l.Int("FORWARDER_CONCURRENCY", 16),
 		DeliveryTimeout:   l.Duration("DELIVERY_TIMEOUT", 10*time.Second),
@@ -87,6 +90,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if u, err := url.Parse(c.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("CATERING_SERVICE_EP %q must be an http(s) URL", c.Endpoint))
+	}
+	if _, err := brokeradmin.New(c.AMQPURL, c.ManagementURL); err != nil && !errors.Is(err, brokeradmin.ErrOff) {
+		errs = append(errs, fmt.Errorf("AMQP_URL, RABBITMQ_MANAGEMENT_URL: %w", err))
 	}
 	if c.Concurrency < 1 || c.Concurrency > 4096 {
 		errs = append(errs, errors.New("FORWARDER_CONCURRENCY must be between 1 and 4096"))

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/railco/relay/pkg/envelope"
@@ -154,17 +155,17 @@ func (f *Forwarder) Handle(ctx context.Context, d amqp.Delivery) {
 	if err := delivery.ValidID(id); err != nil {
 		a := envelope.Attempt{Number: meta.Attempts, At: f.now(), Err: err.Error()}
 		v := f.policy.Decide(delivery.Result{Err: err}, number, false)
-		f.deadLetter(f.log.With("id", id), d, id, a, v.Reason)
+		f.deadLetter(ctx, f.log.With("id", id), d, id, a, v.Reason)
 		return
 	}
 	for uncounted := 0; ; uncounted++ {
 		if err := pause(ctx, uncounted); err != nil {
-			f.giveBack(d, id, err)
+			f.giveBack(ctx, d, id, err)
 			return
 		}
 		probe, err := f.brk.Acquire(ctx, f.opts.HoldMax)
 		if err != nil {
-			f.giveBack(d, id, err)
+			f.giveBack(ctx, d, id, err)
 			return
 		}
 		a, res := f.attempt(d, id, number)
@@ -181,7 +182,7 @@ func (f *Forwarder) Handle(ctx context.Context, d amqp.Delivery) {
 			continue
 		}
 		f.obs.Attempted(a.Number, res.Duration)
-		f.settle(log, d, id, a, res, v, meta.AcceptedAt)
+		f.settle(ctx, log, d, id, a, res, v, meta.AcceptedAt)
 		return
 	}
 }
@@ -232,7 +233,7 @@ func (f *Forwarder) attempt(d amqp.Delivery, id string, number int) (a envelope.
 }
 
 // settle acks, retries or dead-letters d after a counted attempt, as v says.
-func (f *Forwarder) settle(log *slog.Logger, d amqp.Delivery, id string, a envelope.Attempt, res delivery.Result, v Verdict, accepted time.Time) {
+func (f *Forwarder) settle(ctx context.Context, log *slog.Logger, d amqp.Delivery, id string, a envelope.Attempt, res delivery.Result, v Verdict, accepted time.Time) {
 	switch v.Action {
 	case Ack:
 		err := d.Ack(false)
@@ -241,10 +242,10 @@ func (f *Forwarder) settle(log *slog.Logger, d amqp.Delivery, id string, a envel
 			f.obs.Delivered(f.now().Sub(accepted))
 		}
 	case DeadLetter:
-		f.deadLetter(log, d, id, a, v.Reason)
+		f.deadLetter(ctx, log, d, id, a, v.Reason)
 	default:
 		tier := f.topo.TierFor(a.Number, res.RetryAfter)
-		err := f.move(d, "", tier.Queue, envelope.Retry(d, a))
+		err := f.move(ctx, d, "", tier.Queue, envelope.Retry(d, a))
 		f.logSettled(log.With("err", a.Err, "retry_in", tier.Delay.String()), OutcomeRetry, err)
 	}
 }
@@ -252,34 +253,67 @@ func (f *Forwarder) settle(log *slog.Logger, d amqp.Delivery, id string, a envel
 // giveBack returns a message held while the breaker was open to the end of
 // the main queue, unchanged, so that it neither loses its place for good nor
 // ages past the broker's consumer timeout in our hands.
-func (f *Forwarder) giveBack(d amqp.Delivery, id string, why error) {
-	err := f.move(d, f.topo.Exchange, f.topo.Queue, envelope.Requeue(d))
+func (f *Forwarder) giveBack(ctx context.Context, d amqp.Delivery, id string, why error) {
+	err := f.move(ctx, d, f.topo.Exchange, f.topo.Queue, envelope.Requeue(d))
 	f.logSettled(f.log.With("id", id, "why", why.Error()), OutcomeReturnedToQueue, err)
 }
 
-func (f *Forwarder) deadLetter(log *slog.Logger, d amqp.Delivery, id string, a envelope.Attempt, reason string) {
-	err := f.move(d, f.topo.DeadExchange, f.topo.Queue, envelope.Dead(d, a, reason, f.now()))
+func (f *Forwarder) deadLetter(ctx context.Context, log *slog.Logger, d amqp.Delivery, id string, a envelope.Attempt, reason string) {
+	err := f.move(ctx, d, f.topo.DeadExchange, f.topo.Queue, envelope.Dead(d, a, reason, f.now()))
 	f.logSettled(log.With("err", a.Err, "reason", reason), OutcomeDeadLettered, err)
 	if err == nil {
 		f.obs.DeadLettered(reason)
-		f.log.Warn(fmt.Sprintf("message %s moved to %s after %d attempts (%s)", id, f.topo.DeadQueue, a.Number, reason),
-			"id", id, "attempts", a.Number, "reason", reason, "last_status", a.Status, "err", a.Err)
+		msg := fmt.Sprintf("message %s failed to forward %d times; moved to %s", id, a.Number, f.topo.DeadQueue)
+		if a.Number == 0 {
+			msg = fmt.Sprintf("message %s cannot be forwarded (%s); moved to %s", id, reason, f.topo.DeadQueue)
+		}
+		f.log.Warn(msg, "id", id, "attempts", a.Number, "reason", reason, "last_status", a.Status, "err", a.Err)
 	}
 }
 
-// move publishes msg and, once the broker confirmed it, acks d. When the
-// publish fails d goes back to the queue instead, to be tried again.
-func (f *Forwarder) move(d amqp.Delivery, exchange, key string, msg amqp.Publishing) error {
-	ctx, cancel := context.WithTimeout(context.Background(), f.opts.PublishTimeout)
-	defer cancel()
-	if err := f.pub.Publish(ctx, exchange, key, msg); err != nil {
-		if nackErr := d.Nack(false /* multiple */, true /* requeue */); nackErr != nil {
-			return fmt.Errorf("publish to %q: %w (and requeue: %v; the broker requeues it when the channel closes)", key, err, nackErr)
+// move publishes msg and, once the broker confirmed it, acks d. A publish
+// that fails (the publishing connection is blocked by a resource alarm, or
+// lost; the queue is full) is tried again after a growing pause while the
+// worker holds d, for up to HoldMax or until ctx ends; then d goes back to the
+// queue instead. Handing it back at once would bring it straight back for
+// another attempt, and hammer the backend while publishing cannot work.
+func (f *Forwarder) move(ctx context.Context, d amqp.Delivery, exchange, key string, msg amqp.Publishing) error {
+	b := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(moveRetryInitial),
+		backoff.WithMaxInterval(moveRetryMax),
+		backoff.WithMaxElapsedTime(f.opts.HoldMax),
+	)
+	for tries := 1; ; tries++ {
+		pctx, cancel := context.WithTimeout(context.Background(), f.opts.PublishTimeout)
+		err := f.pub.Publish(pctx, exchange, key, msg)
+		cancel()
+		if err == nil {
+			return d.Ack(false)
 		}
-		return fmt.Errorf("publish to %q: %w (requeued)", key, err)
+		wait := b.NextBackOff()
+		if wait == backoff.Stop || ctx.Err() != nil {
+			if nackErr := d.Nack(false /* multiple */, true /* requeue */); nackErr != nil {
+				return fmt.Errorf("publish to %q (%d tries): %w (and requeue: %v; the broker requeues it when the channel closes)", key, tries, err, nackErr)
+			}
+			return fmt.Errorf("publish to %q (%d tries): %w (requeued)", key, tries, err)
+		}
+		if tries == 1 {
+			f.log.Warn("move not confirmed; holding the message and trying again", "id", messageID(d), "to", key, "err", err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
 	}
-	return d.Ack(false)
 }
+
+// Pauses between tries of a move that failed.
+const (
+	moveRetryInitial = 100 * time.Millisecond
+	moveRetryMax     = 5 * time.Second
+)
 
 func (f *Forwarder) logSettled(log *slog.Logger, outcome string, err error) {
 	if err != nil {

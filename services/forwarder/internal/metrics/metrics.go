@@ -27,11 +27,12 @@ const (
 	CircuitState       = "relay_forwarder_circuit_state"
 	CircuitTransitions = "relay_forwarder_circuit_transitions_total"
 	BrokerConnected    = "relay_forwarder_broker_connected"
+	QueueLimitApplied  = "relay_forwarder_queue_limit_applied"
 )
 
 // Names lists the metrics this package defines (not the Go, process and
 // queue collectors'): a test checks that the dashboard asks for no others.
-var Names = []string{Deliveries, AttemptResults, DeliveryAttempt, DeliveryDuration, EndToEnd, DeadLetters, CircuitState, CircuitTransitions, BrokerConnected}
+var Names = []string{Deliveries, AttemptResults, DeliveryAttempt, DeliveryDuration, EndToEnd, DeadLetters, CircuitState, CircuitTransitions, BrokerConnected, QueueLimitApplied}
 
 // Histograms lists the names in Names that are histograms.
 var Histograms = []string{DeliveryAttempt, DeliveryDuration, EndToEnd}
@@ -52,6 +53,7 @@ type Metrics struct {
 	circuitState       prometheus.Gauge
 	circuitTransitions *prometheus.CounterVec
 	brokerConnected    prometheus.Gauge
+	limitApplied       prometheus.Gauge
 }
 
 // New returns the forwarder's metrics in a new registry, together with the
@@ -98,6 +100,10 @@ func New(extra ...prometheus.Collector) *Metrics {
 			Name: BrokerConnected,
 			Help: "1 while the forwarder has a connection to RabbitMQ, else 0.",
 		}),
+		limitApplied: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: QueueLimitApplied,
+			Help: "1 when this forwarder applied the main queue's limit policy (QUEUE_MAX_LENGTH, QUEUE_MAX_BYTES) at its last connect, else 0: no limit set, RABBITMQ_MANAGEMENT_URL=off, or the management API failed (see the log).",
+		}),
 	}
 	// Every label value from the start: rate() sees a 0 rather than no data,
 	// and a dashboard's series do not appear only after the first event.
@@ -114,7 +120,7 @@ func New(extra ...prometheus.Collector) *Metrics {
 		m.circuitTransitions.WithLabelValues(s.String())
 	}
 	m.reg.MustRegister(m.deliveries, m.results, m.attempt, m.duration, m.endToEnd, m.deadLetters,
-		m.circuitState, m.circuitTransitions, m.brokerConnected)
+		m.circuitState, m.circuitTransitions, m.brokerConnected, m.limitApplied)
 	m.reg.MustRegister(extra...)
 	return m
 }
@@ -156,4 +162,13 @@ func (m *Metrics) BrokerConnected(up bool) {
 		return
 	}
 	m.brokerConnected.Set(0)
+}
+
+// QueueLimitApplied reports whether the limit policy was applied.
+func (m *Metrics) QueueLimitApplied(applied bool) {
+	if applied {
+		m.limitApplied.Set(1)
+		return
+	}
+	m.limitApplied.Set(0)
 }

@@ -7,6 +7,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/railco/relay/pkg/broker"
+
 	"github.com/railco/relay/services/ingress/internal/registration"
 )
 
@@ -56,7 +58,8 @@ const (
 	outcomeUnreadable = "unreadable_body"
 	outcomeBadKey     = "bad_idempotency_key"
 	outcomeNotStored  = "not_stored"
-	outcomeRouting    = "no_route" // 404, 405
+	outcomeQueueFull  = "queue_full" // the broker refused it: the main queue is at its limit
+	outcomeRouting    = "no_route"   // 404, 405
 	outcomeInternal   = "internal_error"
 	outcomeReady      = "ready"
 	outcomeNotReady   = "not_ready"
@@ -68,6 +71,7 @@ const (
 // nothing from broker internals, and must not see an internal error's text.
 const (
 	messageNotStored      = "registration not stored: the message broker is unavailable, retry later"
+	messageQueueFull      = "registration not stored: the queue is full (relay is behind on delivery), retry later"
 	messageInternal       = "internal error"
 	messageInvalidPayload = "invalid registration"
 )
@@ -97,6 +101,10 @@ func classify(err error) (status int, body errorBody, outcome string) {
 		return http.StatusBadRequest, errorBody{Error: "could not read the request body"}, outcomeUnreadable
 	case errors.As(err, &keyErr):
 		return http.StatusBadRequest, errorBody{Error: keyErr.Error()}, outcomeBadKey
+	case errors.As(err, &notStored) && errors.Is(err, broker.ErrNacked):
+		// A quorum queue nacks a publish only when it is at its length
+		// limit (overflow reject-publish): back-pressure, not an outage.
+		return http.StatusServiceUnavailable, errorBody{Error: messageQueueFull}, outcomeQueueFull
 	case errors.As(err, &notStored):
 		return http.StatusServiceUnavailable, errorBody{Error: messageNotStored}, outcomeNotStored
 	case errors.As(err, &httpErr):

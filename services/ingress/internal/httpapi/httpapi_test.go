@@ -186,16 +186,17 @@ func TestRegister_UnknownRoutesAreJSON(t *testing.T) {
 
 func TestRegister_PublishFailureIs503(t *testing.T) {
 	tests := []struct {
-		name string
-		pub  *fakePublisher
+		name    string
+		pub     *fakePublisher
+		outcome string // "" = not_stored
 	}{
-		{"unavailable", &fakePublisher{err: fmt.Errorf("%w: not connected", broker.ErrUnavailable)}},
-		{"blocked", &fakePublisher{err: fmt.Errorf("%w: connection blocked by a broker resource alarm", broker.ErrUnavailable)}},
-		{"not confirmed", &fakePublisher{err: broker.ErrNotConfirmed}},
-		{"nacked", &fakePublisher{err: broker.ErrNacked}},
-		{"unroutable", &fakePublisher{err: broker.ErrUnroutable}},
-		{"unexpected error", &fakePublisher{err: errors.New("something else")}},
-		{"no confirm within PUBLISH_TIMEOUT", &fakePublisher{wait: true}},
+		{"unavailable", &fakePublisher{err: fmt.Errorf("%w: not connected", broker.ErrUnavailable)}, ""},
+		{"blocked", &fakePublisher{err: fmt.Errorf("%w: connection blocked by a broker resource alarm", broker.ErrUnavailable)}, ""},
+		{"not confirmed", &fakePublisher{err: broker.ErrNotConfirmed}, ""},
+		{"nacked: the queue is full", &fakePublisher{err: broker.ErrNacked}, "queue_full"},
+		{"unroutable", &fakePublisher{err: broker.ErrUnroutable}, ""},
+		{"unexpected error", &fakePublisher{err: errors.New("something else")}, ""},
+		{"no confirm within PUBLISH_TIMEOUT", &fakePublisher{wait: true}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -218,9 +219,16 @@ func TestRegister_PublishFailureIs503(t *testing.T) {
 			if n := len(tt.pub.published()); n != 1 {
 				t.Errorf("publish attempts %d, want 1", n)
 			}
+			outcome := "not_stored"
+			if tt.outcome != "" {
+				outcome = tt.outcome
+				if msg, _ := res.body["error"].(string); !strings.Contains(msg, "queue is full") {
+					t.Errorf("error %q does not say the queue is full", msg)
+				}
+			}
 			lines := logs.lines(t)
-			if len(lines) != 1 || lines[0]["level"] != "WARN" || lines[0]["err"] == nil || lines[0]["outcome"] != "not_stored" {
-				t.Errorf("log %v, want one WARN line with the error", lines)
+			if len(lines) != 1 || lines[0]["level"] != "WARN" || lines[0]["err"] == nil || lines[0]["outcome"] != outcome {
+				t.Errorf("log %v, want one WARN line with the error and outcome %s", lines, outcome)
 			}
 		})
 	}
