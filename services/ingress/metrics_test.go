@@ -51,6 +51,8 @@ func TestRun_ExportsMetrics(t *testing.T) {
 		{metrics.PublishConfirm, nil, 2},
 		{metrics.BrokerConnected, nil, 1},
 		{metrics.BrokerBlocked, nil, 0},
+		{metrics.ConnectionsShed, []string{"action", "refused"}, 0},
+		{metrics.ConnectionsShed, []string{"action", "reclaimed"}, 0},
 		{pkgmetrics.QueueMessages, []string{"queue", queue, "kind", pkgmetrics.KindMain}, 2},
 		{pkgmetrics.QueueConsumers, []string{"queue", queue}, 0},
 	}

@@ -7,9 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-	"golang.org/x/net/netutil"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/railco/relay/pkg/broker"
@@ -19,9 +19,19 @@ import (
 	"github.com/railco/relay/pkg/topology"
 
 	"github.com/railco/relay/services/ingress/internal/config"
+	"github.com/railco/relay/services/ingress/internal/connlimit"
 	"github.com/railco/relay/services/ingress/internal/httpapi"
 	"github.com/railco/relay/services/ingress/internal/metrics"
 )
+
+// reclaimIdleAfter is how long a connection must have been idle before it is
+// closed to admit a new one at INGRESS_MAX_CONNECTIONS. Without it, under an
+// overload a busy client's keep-alive connection, idle for a moment between
+// two requests, or a new connection whose request the loaded server had not
+// read yet, was closed under the client, who saw a reset or EOF instead of
+// an answer (make bench, phase 3: docs/BENCHMARKS.md); with it, the overload
+// gets 503s. A flood's connections stay idle far longer.
+const reclaimIdleAfter = time.Second
 
 // run serves until ctx ends, then shuts down gracefully and returns nil; it
 // returns an error when the configuration is invalid, the address cannot be
@@ -43,21 +53,22 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	pub := broker.NewPublisher(cfg.PublisherChannels)
 	queues := pkgmetrics.NewQueues(topo, cfg.Metrics.QueueInterval)
 	m := metrics.New(pub.Blocked, queues)
-	api := httpapi.New(cfg, pub, topo, log, httpapi.WithObserver(m), httpapi.WithMetrics(m.Handler()))
 
 	ln, err := pkgconfig.Listen(cfg.Addr, cfg.AddrFile)
 	if err != nil {
 		return fmt.Errorf("INGRESS_ADDR, INGRESS_ADDR_FILE: %w", err)
 	}
-	// Each open connection costs memory (~36 KiB measured). With a limit, new
-	// ones wait in the kernel's accept queue instead of growing the heap, but
-	// idle keep-alive connections keep their slots: set it above the clients'
-	// connection pools. Off by default.
-	if cfg.MaxConnections > 0 {
-		ln = netutil.LimitListener(ln, cfg.MaxConnections)
-	}
-	log.Info("ingress listening", "addr", ln.Addr().String(), "broker", broker.Redact(cfg.AMQPURL),
-		"exchange", topo.Exchange, "queue", topo.Queue)
+	// Each open connection costs memory, idle or not. At the limit, the
+	// connection idle the longest is closed to admit a new one, and when none
+	// has been idle for reclaimIdleAfter the new one is answered 503 at once:
+	// nobody waits for a slot.
+	lim := connlimit.New(ln, connlimit.Options{
+		Max: cfg.MaxConnections, ReclaimAfter: reclaimIdleAfter, RetryAfter: cfg.RetryAfter, Observer: m, Log: log,
+	})
+	api := httpapi.New(cfg, pub, topo, log, httpapi.WithObserver(m), httpapi.WithMetrics(m.Handler()),
+		httpapi.WithConnState(lim.ConnState))
+	log.Info("ingress listening", "addr", lim.Addr().String(), "broker", broker.Redact(cfg.AMQPURL),
+		"exchange", topo.Exchange, "queue", topo.Queue, "max_connections", cfg.MaxConnections)
 
 	// The broker loop does not follow ctx: it is stopped after the HTTP server
 	// has drained, below.
@@ -66,7 +77,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := api.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := api.Serve(lim); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve http: %w", err)
 		}
 		return nil
@@ -116,6 +127,9 @@ func session(topo *topology.Topology, pub *broker.Publisher, queues *pkgmetrics.
 			return err
 		}
 		defer pub.Detach()
+		// The HTTP server has drained when this session ends. Closing the
+		// connection first makes Detach quick even when an alarm blocks it.
+		defer broker.CloseConn(conn)
 		queues.Attach(conn)
 		defer queues.Detach()
 		log.Info("ready to accept registrations")

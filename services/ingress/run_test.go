@@ -295,6 +295,8 @@ func TestRun_InvalidConfigurationFailsAtOnce(t *testing.T) {
 		{"bad duration", map[string]string{"PUBLISH_TIMEOUT": "soon"}, "PUBLISH_TIMEOUT"},
 		{"bad log level", map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
 		{"bad topology", map[string]string{"MAX_DELIVERY_ATTEMPTS": "0"}, "MAX_DELIVERY_ATTEMPTS"},
+		{"write timeout within read + publish", map[string]string{"INGRESS_WRITE_TIMEOUT": "12s"}, "INGRESS_WRITE_TIMEOUT"},
+		{"negative connection limit", map[string]string{"INGRESS_MAX_CONNECTIONS": "-1"}, "INGRESS_MAX_CONNECTIONS"},
 		{"unbindable address", map[string]string{"INGRESS_ADDR": "256.0.0.1:0"}, "listen"},
 		{"unwritable address file", map[string]string{"INGRESS_ADDR": "127.0.0.1:0", "INGRESS_ADDR_FILE": "/nonexistent/dir/addr"}, "INGRESS_ADDR_FILE"},
 	}

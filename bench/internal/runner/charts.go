@@ -50,6 +50,9 @@ func Charts(res *Results, dir, stamp string) ([]string, error) {
 		}
 		bar("7 flaky delivered (ref: phase 4)", e.DeliveredPerSec, ref)
 	}
+	if f := res.Flood; f != nil {
+		bar(fmt.Sprintf("9 %d clients during a flood (ref: no flood)", f.Clients), f.During.AcceptedPerSec, f.Alone.AcceptedPerSec)
+	}
 	var paths []string
 	if len(labels) > 0 {
 		path := filepath.Join(dir, stamp+"-throughput.png")

@@ -57,6 +57,10 @@ type Config struct {
 	MemLatency Duration `json:"mem_backend_latency"`
 	MemHold    Duration `json:"mem_hold"`
 
+	FloodConns    int      `json:"flood_connections"`
+	FloodClients  int      `json:"flood_clients"`
+	FloodDuration Duration `json:"flood_duration"`
+
 	IngressEnv   envList `json:"ingress_env,omitempty"`
 	ForwarderEnv envList `json:"forwarder_env,omitempty"`
 
@@ -108,17 +112,21 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	dur(fs, &c.MemLatency, "mem-latency", time.Second, "phase 8: backend latency, so the backlog stays while RSS is sampled")
 	dur(fs, &c.MemHold, "mem-hold", 3*time.Second, "phase 8: how long RSS is sampled per backlog")
 
+	fs.IntVar(&c.FloodConns, "flood-conns", 10000, "phase 9: idle keep-alive connections held open against the ingress")
+	fs.IntVar(&c.FloodClients, "flood-clients", 32, "phase 9: well-behaved closed-loop clients, without and then during the flood")
+	dur(fs, &c.FloodDuration, "flood-duration", 5*time.Second, "phase 9: each run of the well-behaved clients, warm-up included")
+
 	fs.Var(&c.IngressEnv, "ingress-env", "KEY=VALUE added to the ingress's environment (repeatable), e.g. PUBLISHER_CHANNELS=8")
 	fs.Var(&c.ForwarderEnv, "forwarder-env", "KEY=VALUE added to the forwarder's environment (repeatable), e.g. BREAKER_FAILURE_THRESHOLD=20")
 	fs.Float64Var(&c.AssumeMax, "assume-max", 0, "ingress max (req/s) to scale phases 3, 4 and 7 from when phase 2 is not run")
-	ints(fs, &c.Phases, "phases", []int{1, 2, 3, 4, 5, 6, 7, 8}, "phases to run (3, 4 and 7 scale from 2, or from -assume-max; 6 takes its CPU limit from 5)")
+	ints(fs, &c.Phases, "phases", []int{1, 2, 3, 4, 5, 6, 7, 8, 9}, "phases to run (3, 4 and 7 scale from 2, or from -assume-max; 6 takes its CPU limit from 5); e.g. -phases 9 for the connection flood alone")
 	fs.BoolVar(&c.Strict, "strict", false, "exit non-zero when a target is missed, not only when a phase fails")
 }
 
 // Validate reports settings that cannot make a run.
 func (c Config) Validate() error {
 	var errs []error
-	for _, d := range []Duration{c.MaxDuration, c.FixedDuration, c.E2EDuration, c.SlowDuration} {
+	for _, d := range []Duration{c.MaxDuration, c.FixedDuration, c.E2EDuration, c.SlowDuration, c.FloodDuration} {
 		if d <= c.Warmup {
 			errs = append(errs, errors.New("every load duration must exceed -warmup"))
 			break
@@ -135,6 +143,9 @@ func (c Config) Validate() error {
 	}
 	if c.FlakyRate < 0 || c.FlakyRate >= 1 {
 		errs = append(errs, errors.New("-flaky-rate must be in [0, 1)"))
+	}
+	if c.FloodConns < 1 || c.FloodClients < 1 {
+		errs = append(errs, errors.New("-flood-conns and -flood-clients must be positive"))
 	}
 	if c.MemSmall < 1 || c.MemLarge <= c.MemSmall {
 		errs = append(errs, errors.New("-mem-large must exceed -mem-small, which must be positive"))

@@ -2,7 +2,9 @@ package runner
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/railco/relay/bench/internal/procs"
@@ -20,6 +22,8 @@ const (
 	targetFlakyOfE2E       = 0.70 // flaky delivered/s / end-to-end delivered/s
 	targetPeakRSSMiB       = 32.0
 	targetBacklogFlatRatio = 0.10 // |RSS(large)/RSS(small) - 1|
+	targetFloodRSSMiB      = 64.0 // ingress with FloodConns idle connections held
+	targetFloodOfAlone     = 0.80 // clients' accepted/s during the flood / without it
 )
 
 // noisyCores: mean other work or steal above this (of 2 cores) makes a run noisy.
@@ -49,6 +53,9 @@ func noise(res *Results) Noise {
 	}
 	for _, s := range res.Slow {
 		us = append(us, s.CPU)
+	}
+	if f := res.Flood; f != nil {
+		us = append(us, f.Alone.CPU, f.During.CPU)
 	}
 	var n Noise
 	for _, u := range us {
@@ -94,6 +101,8 @@ func figures(res *Results) []report.Figure {
 			Target: fmt.Sprintf(">= %.0f%% of broker publish", targetMaxOfPublish*100)}
 		if publish > 0 {
 			f.Met = check(f.Ratio >= targetMaxOfPublish)
+		} else {
+			f.Reference = "" // phase 1 did not run: no ratio to show
 		}
 		add(f)
 		addLatency(add, "2 ingress max", "accept", b.Latency, "", nil)
@@ -153,7 +162,66 @@ func figures(res *Results) []report.Figure {
 			Ratio: r, Reference: fmt.Sprintf("RSS at %d", m.BacklogSmall),
 			Target: fmt.Sprintf("within ±%.0f%%", targetBacklogFlatRatio*100), Met: check(math.Abs(r-1) <= targetBacklogFlatRatio)})
 	}
+	if f := res.Flood; f != nil {
+		addFlood(add, f, res.Max, check)
+	}
 	return out
+}
+
+// addFlood adds phase 9's rows: the ingress's memory with the flood held,
+// and what the flood did to well-behaved clients.
+func addFlood(add func(report.Figure), f *Flood, ingressMax *Max, check func(bool) *bool) {
+	const phase = "9 connection flood"
+	o := f.Opening
+	add(report.Figure{Phase: phase, Name: fmt.Sprintf("flood: %d connections at once, each one request then idle", f.Conns), Value: float64(o.Connected), Unit: "conns",
+		Text: fmt.Sprintf("%d connected in %.1f s; answered %s; no answer %d", o.Connected, o.Seconds, answers(o.Answers), sum(o.Errors))})
+	if f.PeakMiB > 0 {
+		add(report.Figure{Phase: phase, Name: fmt.Sprintf("ingress peak RSS, flood of %d + %d clients", f.Conns, f.Clients), Value: f.PeakMiB, Unit: "MiB",
+			Target: fmt.Sprintf("<= %.0f MiB", targetFloodRSSMiB), Met: check(f.PeakMiB <= targetFloodRSSMiB)})
+		add(report.Figure{Phase: phase, Name: "  ingress RSS before the flood / with it held", Value: f.RSSHeldMiB, Unit: "MiB",
+			Text: fmt.Sprintf("%.2f / %.2f MiB", f.RSSBeforeMiB, f.RSSHeldMiB)})
+	}
+	add(report.Figure{Phase: phase, Name: "flood connections the ingress kept: held / after the clients' run", Value: float64(f.Alive), Unit: "conns",
+		Text: fmt.Sprintf("%d / %d", f.AliveHeld, f.Alive)})
+	if f.Open >= 0 {
+		add(report.Figure{Phase: phase, Name: "ingress: connections shed: idle reclaimed / new refused (503 or closed)", Value: float64(f.Reclaimed + f.Refused), Unit: "conns",
+			Text: fmt.Sprintf("%d / %d", f.Reclaimed, f.Refused)})
+	}
+	alone := report.Figure{Phase: phase, Name: fmt.Sprintf("accepted/s, %d closed-loop clients, no flood", f.Clients), Value: f.Alone.AcceptedPerSec, Unit: "req/s"}
+	if ingressMax != nil && ingressMax.Best.AcceptedPerSec > 0 {
+		alone.Ratio, alone.Reference = stats.Ratio(f.Alone.AcceptedPerSec, ingressMax.Best.AcceptedPerSec), "ingress max (2)"
+	}
+	add(alone)
+	add(report.Figure{Phase: phase, Name: fmt.Sprintf("accepted/s, %d closed-loop clients, during the flood", f.Clients), Value: f.During.AcceptedPerSec, Unit: "req/s",
+		Ratio: stats.Ratio(f.During.AcceptedPerSec, f.Alone.AcceptedPerSec), Reference: "no flood",
+		Target: fmt.Sprintf(">= %.0f%% of no flood", targetFloodOfAlone*100),
+		Met:    check(f.Alone.AcceptedPerSec > 0 && f.During.AcceptedPerSec >= targetFloodOfAlone*f.Alone.AcceptedPerSec)})
+	add(report.Figure{Phase: phase, Name: "clients' requests not accepted during the flood", Value: float64(f.During.Errors), Unit: "reqs",
+		Target: "0", Met: check(f.During.Errors == 0 && f.During.AcceptedPerSec > 0)})
+	addLatency(add, phase, "accept, no flood,", f.Alone.Latency, "", nil)
+	addLatency(add, phase, "accept, during the flood,", f.During.Latency, "", nil)
+	add(cpuFigure(phase, "CPU during the flood", f.During.CPU))
+}
+
+// answers formats status counts as "200: 1024, 503: 257".
+func answers(m map[int]int) string {
+	codes := slices.Sorted(maps.Keys(m))
+	parts := make([]string, len(codes))
+	for i, c := range codes {
+		parts[i] = fmt.Sprintf("%d: %d", c, m[c])
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
 }
 
 // addLatency adds one row for a latency summary; its value is p99, the

@@ -3,6 +3,7 @@ package runner
 import (
 	"time"
 
+	"github.com/railco/relay/bench/internal/flood"
 	"github.com/railco/relay/bench/internal/procs"
 	"github.com/railco/relay/bench/internal/report"
 
@@ -24,6 +25,7 @@ type Results struct {
 	Slow     []Slow          `json:"slow_backend,omitempty"`
 	Flaky    *E2E            `json:"flaky_backend,omitempty"`
 	Memory   Memory          `json:"memory"`
+	Flood    *Flood          `json:"connection_flood,omitempty"`
 	Noise    Noise           `json:"noise"`
 	Figures  []report.Figure `json:"figures"`
 	Failures []string        `json:"failures"`
@@ -172,4 +174,42 @@ type Peak struct {
 	Phase   string  `json:"phase"`
 	Service string  `json:"service"`
 	MiB     float64 `json:"peak_rss_mib"`
+}
+
+// Flood is phase 9: idle keep-alive connections held open against the
+// ingress, its memory with them, and well-behaved clients without and during
+// the flood.
+type Flood struct {
+	Conns   int          `json:"connections"`
+	Opening flood.Result `json:"opening"`
+	// AliveHeld and Alive are how many flood connections the ingress still
+	// held before and after the clients' run (it sheds what is over its limit
+	// and closes idle ones to admit new connections).
+	AliveHeld int `json:"alive_held"`
+	Alive     int `json:"alive_after"`
+	// RSSBeforeMiB is the ingress's RSS after the clients ran alone;
+	// RSSHeldMiB once the flood had been held for a while; PeakMiB the most
+	// from the flood's start to the end of the clients' run during it.
+	RSSBeforeMiB float64 `json:"rss_before_mib"`
+	RSSHeldMiB   float64 `json:"rss_held_mib"`
+	PeakMiB      float64 `json:"peak_rss_mib"`
+	// From the ingress's /metrics after the clients' run during the flood;
+	// -1 when it does not export them.
+	Open      int `json:"ingress_connections_open"`
+	Refused   int `json:"ingress_connections_refused"`
+	Reclaimed int `json:"ingress_connections_reclaimed"`
+
+	Clients int `json:"clients"`
+	// Alone and During are the clients' runs without and with the flood.
+	Alone  FloodRun `json:"alone"`
+	During FloodRun `json:"during"`
+}
+
+// FloodRun is one closed-loop run of the well-behaved clients.
+type FloodRun struct {
+	AcceptedPerSec float64        `json:"accepted_per_sec"`
+	Errors         int            `json:"errors"`
+	ErrorsBy       map[string]int `json:"errors_by,omitempty"`
+	Latency        stats.Latency  `json:"accept_latency"`
+	CPU            procs.Usage    `json:"cpu"`
 }

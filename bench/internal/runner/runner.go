@@ -127,6 +127,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Results, error) {
 		{6, "slow backend", r.slowBackend},
 		{7, "flaky backend", func(ctx context.Context) error { return r.endToEnd(ctx, true) }},
 		{8, "memory vs backlog", r.memoryBacklog},
+		{9, "connection flood", r.connectionFlood},
 	}
 	for _, ph := range phases {
 		if !cfg.runs(ph.n) {
@@ -240,15 +241,21 @@ func (r *Runner) startForwarder(ctx context.Context, prefix string, concurrency 
 
 // stop stops p gracefully and records its peak RSS for phase.
 func (r *Runner) stop(p *procs.Process, phase string) error {
+	m, err := r.stopUnrecorded(p)
+	r.res.Memory.Peaks = append(r.res.Memory.Peaks, Peak{Phase: phase, Service: p.Name, MiB: mib(m.Peak)})
+	return err
+}
+
+// stopUnrecorded stops p gracefully, for a phase that reports its memory
+// against a target of its own.
+func (r *Runner) stopUnrecorded(p *procs.Process) (procs.Mem, error) {
 	for i, q := range r.running {
 		if q == p {
 			r.running = append(r.running[:i], r.running[i+1:]...)
 			break
 		}
 	}
-	m, err := p.Stop()
-	r.res.Memory.Peaks = append(r.res.Memory.Peaks, Peak{Phase: phase, Service: p.Name, MiB: mib(m.Peak)})
-	return err
+	return p.Stop()
 }
 
 // declare declares prefix's topology and returns a function that deletes it.

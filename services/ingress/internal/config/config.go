@@ -27,6 +27,16 @@ const (
 	maxChannels = 2047
 )
 
+// DefaultMaxConnections is INGRESS_MAX_CONNECTIONS's default, from
+// measurement (docs/BENCHMARKS.md, phase 9): an open connection costs the
+// ingress ~20 KiB (net/http's read and write buffers, a goroutine), so 1024
+// of them add ~21 MiB to its ~18 MiB; a burst of 10,000 connections left it
+// at 39 MiB and peaked at 51.5 MiB with clients running (2048: 57 / 82 MiB;
+// no limit: 213 / 313 MiB). A slot is never kept by a connection idle for
+// long while a new one needs it, so the limit needs no room for clients'
+// idle pools.
+const DefaultMaxConnections = 1024
+
 // Config is the ingress configuration. Load fills every field; Validate
 // checks them.
 type Config struct {
@@ -37,6 +47,9 @@ type Config struct {
 	MaxBodyBytes      int           // MAX_BODY_BYTES: larger request bodies get 413
 	PublisherChannels int           // PUBLISHER_CHANNELS: confirm-mode channels per connection
 	MaxConnections    int           // INGRESS_MAX_CONNECTIONS: open client connections at most; 0: no limit
+	ReadTimeout       time.Duration // INGRESS_READ_TIMEOUT: longest time to read one request, headers and body
+	WriteTimeout      time.Duration // INGRESS_WRITE_TIMEOUT: longest time from a request's headers to the end of its answer
+	IdleTimeout       time.Duration // INGRESS_IDLE_TIMEOUT: a keep-alive connection without a request is closed after this
 	ShutdownTimeout   time.Duration // SHUTDOWN_TIMEOUT: how long shutdown waits for in-flight requests
 	RetryAfter        time.Duration // RETRY_AFTER: told to clients in Retry-After on 503
 	LogLevel          string        // LOG_LEVEL
@@ -47,6 +60,14 @@ type Config struct {
 
 // Load reads the configuration through getenv, using defaults for unset
 // variables, and validates it. The error lists every problem found.
+//
+// The HTTP timeouts' defaults: a body is at most MAX_BODY_BYTES (64 KiB), so
+// 10s to read a request is plenty and a slow sender holds its connection no
+// longer; the write timeout is above that + PUBLISH_TIMEOUT (Validate) with
+// 5s to write a small answer; and an idle keep-alive connection is closed
+// after 30s (was 2m): it costs memory until then, 30s still spans the pauses
+// of a client that sends steadily, and at INGRESS_MAX_CONNECTIONS idle
+// connections are reclaimed at once anyway.
 func Load(getenv func(string) string) (Config, error) {
 	l := pkgconfig.NewLoader(getenv)
 	cfg := Config{
@@ -56,7 +77,10 @@ func Load(getenv func(string) string) (Config, error) {
 		PublishTimeout:    l.Duration("PUBLISH_TIMEOUT", 5*time.Second),
 		MaxBodyBytes:      l.Int("MAX_BODY_BYTES", 64<<10),
 		PublisherChannels: l.Int("PUBLISHER_CHANNELS", 4),
-		MaxConnections:    l.Int("INGRESS_MAX_CONNECTIONS", 0),
+		MaxConnections:    l.Int("INGRESS_MAX_CONNECTIONS", DefaultMaxConnections),
+		ReadTimeout:       l.Duration("INGRESS_READ_TIMEOUT", 10*time.Second),
+		WriteTimeout:      l.Duration("INGRESS_WRITE_TIMEOUT", 20*time.Second),
+		IdleTimeout:       l.Duration("INGRESS_IDLE_TIMEOUT", 30*time.Second),
 		ShutdownTimeout:   l.Duration("SHUTDOWN_TIMEOUT", 15*time.Second),
 		RetryAfter:        l.Duration("RETRY_AFTER", 5*time.Second),
 		LogLevel:          l.String("LOG_LEVEL", "info"),
@@ -93,6 +117,20 @@ func (c Config) Validate() error {
 	}
 	if c.MaxConnections < 0 {
 		errs = append(errs, errors.New("INGRESS_MAX_CONNECTIONS must be 0 (no limit) or more"))
+	}
+	if c.ReadTimeout <= 0 {
+		errs = append(errs, errors.New("INGRESS_READ_TIMEOUT must be positive"))
+	}
+	// http.Server starts the write deadline once a request's headers are
+	// read; the handler then reads the body (within INGRESS_READ_TIMEOUT)
+	// and waits up to PUBLISH_TIMEOUT for the confirm before it answers. A
+	// shorter write timeout would cut off answers to registrations that were
+	// stored, and the client would retry them.
+	if c.WriteTimeout <= c.ReadTimeout+c.PublishTimeout {
+		errs = append(errs, errors.New("INGRESS_WRITE_TIMEOUT must be above INGRESS_READ_TIMEOUT + PUBLISH_TIMEOUT"))
+	}
+	if c.IdleTimeout < time.Second {
+		errs = append(errs, errors.New("INGRESS_IDLE_TIMEOUT must be at least 1s"))
 	}
 	if c.PublisherChannels < 1 || c.PublisherChannels > maxChannels {
 		errs = append(errs, fmt.Errorf("PUBLISHER_CHANNELS must be between 1 and %d", maxChannels))

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	pkgconfig "github.com/railco/relay/pkg/config"
 	pkgmetrics "github.com/railco/relay/pkg/metrics"
 	"github.com/railco/relay/pkg/topology"
 
@@ -13,6 +14,21 @@ import (
 
 func env(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
+}
+
+// sharedTopology is what pkg/topology reads from the same environment (its
+// own tests check its defaults); checkTopology checks the settings these
+// tests set or rely on, so that a setting topology adds needs no change here.
+func sharedTopology(getenv func(string) string) topology.Config {
+	return topology.LoadConfig(pkgconfig.NewLoader(getenv))
+}
+
+func checkTopology(t *testing.T, got, want topology.Config) {
+	t.Helper()
+	if got.Prefix != want.Prefix || got.MaxAttempts != want.MaxAttempts || got.RetryInitial != want.RetryInitial ||
+		got.RetryMultiplier != want.RetryMultiplier || got.RetryMax != want.RetryMax || got.DeliveryLimit != want.DeliveryLimit {
+		t.Errorf("topology:\n got %+v\nwant %+v", got, want)
+	}
 }
 
 func TestLoad_Defaults(t *testing.T) {
@@ -27,28 +43,32 @@ func TestLoad_Defaults(t *testing.T) {
 		PublishTimeout:    5 * time.Second,
 		MaxBodyBytes:      65536,
 		PublisherChannels: 4,
-		MaxConnections:    0,
+		MaxConnections:    1024,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      20 * time.Second,
+		IdleTimeout:       30 * time.Second,
 		ShutdownTimeout:   15 * time.Second,
 		RetryAfter:        5 * time.Second,
 		LogLevel:          "info",
 		LogFormat:         "json",
-		Topology: topology.Config{
-			Prefix:          "catering",
-			MaxAttempts:     4,
-			RetryInitial:    time.Second,
-			RetryMultiplier: 5,
-			RetryMax:        10 * time.Minute,
-			DeliveryLimit:   100,
-		},
-		Metrics: pkgmetrics.Config{QueueInterval: 10 * time.Second},
+		Topology:          sharedTopology(env(nil)),
+		Metrics:           pkgmetrics.Config{QueueInterval: 10 * time.Second},
 	}
 	if got != want {
 		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
 	}
+	checkTopology(t, got.Topology, topology.Config{
+		Prefix:          "catering",
+		MaxAttempts:     4,
+		RetryInitial:    time.Second,
+		RetryMultiplier: 5,
+		RetryMax:        10 * time.Minute,
+		DeliveryLimit:   100,
+	})
 }
 
 func TestLoad_Overrides(t *testing.T) {
-	got, err := config.Load(env(map[string]string{
+	vars := map[string]string{
 		"INGRESS_ADDR":            "127.0.0.1:0",
 		"INGRESS_ADDR_FILE":       "/tmp/addr",
 		"AMQP_URL":                "amqps://u:p@rabbit:5671/relay",
@@ -56,6 +76,9 @@ func TestLoad_Overrides(t *testing.T) {
 		"MAX_BODY_BYTES":          "1024",
 		"PUBLISHER_CHANNELS":      "8",
 		"INGRESS_MAX_CONNECTIONS": "64",
+		"INGRESS_READ_TIMEOUT":    "3s",
+		"INGRESS_WRITE_TIMEOUT":   "6s",
+		"INGRESS_IDLE_TIMEOUT":    "90s",
 		"SHUTDOWN_TIMEOUT":        "30s",
 		"RETRY_AFTER":             "10s",
 		"LOG_LEVEL":               "debug",
@@ -67,7 +90,8 @@ func TestLoad_Overrides(t *testing.T) {
 		"RETRY_MAX_INTERVAL":      "1m",
 		"QUEUE_DELIVERY_LIMIT":    "50",
 		"QUEUE_METRICS_INTERVAL":  "0",
-	}))
+	}
+	got, err := config.Load(env(vars))
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
@@ -79,23 +103,27 @@ func TestLoad_Overrides(t *testing.T) {
 		MaxBodyBytes:      1024,
 		PublisherChannels: 8,
 		MaxConnections:    64,
+		ReadTimeout:       3 * time.Second,
+		WriteTimeout:      6 * time.Second,
+		IdleTimeout:       90 * time.Second,
 		ShutdownTimeout:   30 * time.Second,
 		RetryAfter:        10 * time.Second,
 		LogLevel:          "debug",
 		LogFormat:         "text",
-		Topology: topology.Config{
-			Prefix:          "test.x",
-			MaxAttempts:     6,
-			RetryInitial:    200 * time.Millisecond,
-			RetryMultiplier: 2.5,
-			RetryMax:        time.Minute,
-			DeliveryLimit:   50,
-		},
-		Metrics: pkgmetrics.Config{QueueInterval: 0},
+		Topology:          sharedTopology(env(vars)),
+		Metrics:           pkgmetrics.Config{QueueInterval: 0},
 	}
 	if got != want {
 		t.Errorf("overrides:\n got %+v\nwant %+v", got, want)
 	}
+	checkTopology(t, got.Topology, topology.Config{
+		Prefix:          "test.x",
+		MaxAttempts:     6,
+		RetryInitial:    200 * time.Millisecond,
+		RetryMultiplier: 2.5,
+		RetryMax:        time.Minute,
+		DeliveryLimit:   50,
+	})
 }
 
 func TestLoad_Errors(t *testing.T) {
@@ -113,6 +141,14 @@ func TestLoad_Errors(t *testing.T) {
 		{"huge body limit", map[string]string{"MAX_BODY_BYTES": "200000000"}, []string{"MAX_BODY_BYTES must be between"}},
 		{"zero channels", map[string]string{"PUBLISHER_CHANNELS": "0"}, []string{"PUBLISHER_CHANNELS must be between"}},
 		{"negative connections", map[string]string{"INGRESS_MAX_CONNECTIONS": "-1"}, []string{"INGRESS_MAX_CONNECTIONS must be 0 (no limit) or more"}},
+		{"zero read timeout", map[string]string{"INGRESS_READ_TIMEOUT": "0s", "INGRESS_WRITE_TIMEOUT": "1m"}, []string{"INGRESS_READ_TIMEOUT must be positive"}},
+		{"write timeout not above read + publish", map[string]string{"INGRESS_READ_TIMEOUT": "10s", "PUBLISH_TIMEOUT": "5s", "INGRESS_WRITE_TIMEOUT": "15s"},
+			[]string{"INGRESS_WRITE_TIMEOUT must be above INGRESS_READ_TIMEOUT + PUBLISH_TIMEOUT"}},
+		{"write timeout below publish timeout", map[string]string{"PUBLISH_TIMEOUT": "30s", "SHUTDOWN_TIMEOUT": "1m"},
+			[]string{"INGRESS_WRITE_TIMEOUT must be above INGRESS_READ_TIMEOUT + PUBLISH_TIMEOUT"}},
+		{"write timeout just above read + publish", map[string]string{"INGRESS_READ_TIMEOUT": "10s", "PUBLISH_TIMEOUT": "5s", "INGRESS_WRITE_TIMEOUT": "15001ms"}, nil},
+		{"zero idle timeout", map[string]string{"INGRESS_IDLE_TIMEOUT": "0s"}, []string{"INGRESS_IDLE_TIMEOUT must be at least 1s"}},
+		{"no connection limit", map[string]string{"INGRESS_MAX_CONNECTIONS": "0"}, nil},
 		{"too many channels", map[string]string{"PUBLISHER_CHANNELS": "5000"}, []string{"PUBLISHER_CHANNELS must be between"}},
 		{"shutdown not above publish timeout", map[string]string{"SHUTDOWN_TIMEOUT": "5s"}, []string{"SHUTDOWN_TIMEOUT must be above PUBLISH_TIMEOUT"}},
 		{"retry after below a second", map[string]string{"RETRY_AFTER": "500ms"}, []string{"RETRY_AFTER must be a whole number of seconds"}},

@@ -64,15 +64,26 @@ func WithObserver(obs Observer) Option { return func(s *Server) { s.obs = obs } 
 // WithMetrics serves h at GET /metrics.
 func WithMetrics(h http.Handler) Option { return func(s *Server) { s.metrics = h } }
 
-// HTTP server timeouts. There is no write timeout: a handler is bounded by
-// PUBLISH_TIMEOUT and its responses are a few bytes.
+// WithConnState has hook told about every connection's state changes
+// (http.Server.ConnState): the connection limiter learns from it which
+// connections are idle.
+func WithConnState(hook func(net.Conn, http.ConnState)) Option {
+	return func(s *Server) { s.connState = hook }
+}
+
+// Limits of one request that are not configuration (the timeouts and the
+// body limit are).
 const (
-	// readHeaderTimeout stops slow-loris clients from holding connections.
-	readHeaderTimeout = 10 * time.Second
-	// readTimeout bounds reading a whole request; MAX_BODY_BYTES is small.
-	readTimeout = 30 * time.Second
-	// idleTimeout closes keep-alive connections nobody uses.
-	idleTimeout = 2 * time.Minute
+	// readHeaderTimeout stops slow-loris clients from holding connections:
+	// a client's headers arrive in one or two packets, and a new connection
+	// that sends nothing is closed after this too.
+	readHeaderTimeout = 5 * time.Second
+	// maxHeaderBytes bounds a request's headers (larger get 431): a
+	// registration needs a few hundred bytes; 16 KiB leaves room for proxies'
+	// forwarding and tracing headers and a large Authorization, where
+	// net/http's default of 1 MiB per request would let a flood of large
+	// headers cost the ingress memory. (net/http allows 4 KiB above it.)
+	maxHeaderBytes = 16 << 10
 )
 
 // Server serves POST /catering/register, GET /healthz, GET /readyz and,
@@ -83,6 +94,8 @@ type Server struct {
 	log     *slog.Logger
 	obs     Observer
 	metrics http.Handler
+
+	connState func(net.Conn, http.ConnState)
 
 	exchange, routingKey string
 	maxBody              int
@@ -114,8 +127,11 @@ func New(cfg config.Config, pub Publisher, topo *topology.Topology, log *slog.Lo
 	e.HidePort = true
 	e.HTTPErrorHandler = s.handleError
 	e.Server.ReadHeaderTimeout = readHeaderTimeout
-	e.Server.ReadTimeout = readTimeout
-	e.Server.IdleTimeout = idleTimeout
+	e.Server.ReadTimeout = cfg.ReadTimeout
+	e.Server.WriteTimeout = cfg.WriteTimeout
+	e.Server.IdleTimeout = cfg.IdleTimeout
+	e.Server.MaxHeaderBytes = maxHeaderBytes
+	e.Server.ConnState = s.connState
 	e.Server.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 
 	e.Use(s.logRequests)

@@ -1,7 +1,7 @@
 // Package metrics defines the ingress's Prometheus metrics and serves them
 // from a registry of its own. *Metrics is the httpapi.Observer that run
-// hands to the HTTP server, and it follows the broker connection through a
-// callback.
+// hands to the HTTP server and the connlimit.Observer it hands to the
+// listener, and it follows the broker connection through a callback.
 package metrics
 
 import (
@@ -21,11 +21,15 @@ const (
 	PublishConfirm  = "relay_ingress_publish_confirm_seconds"
 	BrokerConnected = "relay_ingress_broker_connected"
 	BrokerBlocked   = "relay_ingress_broker_blocked"
+	ConnectionsOpen = "relay_ingress_connections_open"
+	ConnectionsIdle = "relay_ingress_connections_idle"
+	ConnectionsShed = "relay_ingress_connections_shed_total"
 )
 
 // Names lists the metrics this package defines (not the Go, process and
 // queue collectors'): a test checks that the dashboard asks for no others.
-var Names = []string{Requests, RequestDuration, PublishConfirm, BrokerConnected, BrokerBlocked}
+var Names = []string{Requests, RequestDuration, PublishConfirm, BrokerConnected, BrokerBlocked,
+	ConnectionsOpen, ConnectionsIdle, ConnectionsShed}
 
 // Histograms lists the names in Names that are histograms.
 var Histograms = []string{RequestDuration, PublishConfirm}
@@ -41,6 +45,10 @@ type Metrics struct {
 	duration        prometheus.Histogram
 	confirm         prometheus.Histogram
 	brokerConnected prometheus.Gauge
+	connsOpen       prometheus.Gauge
+	connsIdle       prometheus.Gauge
+	refused         prometheus.Counter
+	reclaimed       prometheus.Counter
 }
 
 // New returns the ingress's metrics in a new registry, together with the Go
@@ -68,6 +76,19 @@ func New(blocked func() bool, extra ...prometheus.Collector) *Metrics {
 			Help: "1 while the ingress has a connection to RabbitMQ, else 0.",
 		}),
 	}
+	m.connsOpen = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: ConnectionsOpen,
+		Help: "Client connections open now, idle ones included; at most INGRESS_MAX_CONNECTIONS.",
+	})
+	m.connsIdle = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: ConnectionsIdle,
+		Help: "Open client connections waiting for a request (keep-alive between requests, or new and silent): the first closed when a new connection needs a slot.",
+	})
+	shed := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: ConnectionsShed,
+		Help: "Client connections shed at INGRESS_MAX_CONNECTIONS: reclaimed (an idle one closed to admit a new one) or refused (a new one answered 503 and closed because all were busy).",
+	}, []string{"action"})
+	m.refused, m.reclaimed = shed.WithLabelValues("refused"), shed.WithLabelValues("reclaimed")
 	blockedGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: BrokerBlocked,
 		Help: "1 while a broker resource alarm (memory, disk) blocks publishing and registrations get 503, else 0.",
@@ -81,7 +102,7 @@ func New(blocked func() bool, extra ...prometheus.Collector) *Metrics {
 	// rather than no data.
 	m.requests.WithLabelValues("202", "accepted")
 	m.requests.WithLabelValues("503", "not_stored")
-	m.reg.MustRegister(m.requests, m.duration, m.confirm, m.brokerConnected, blockedGauge)
+	m.reg.MustRegister(m.requests, m.duration, m.confirm, m.brokerConnected, blockedGauge, m.connsOpen, m.connsIdle, shed)
 	m.reg.MustRegister(extra...)
 	return m
 }
@@ -114,3 +135,15 @@ func (m *Metrics) BrokerConnected(up bool) {
 	}
 	m.brokerConnected.Set(0)
 }
+
+// ConnectionsOpen implements connlimit.Observer.
+func (m *Metrics) ConnectionsOpen(open, idle int) {
+	m.connsOpen.Set(float64(open))
+	m.connsIdle.Set(float64(idle))
+}
+
+// ConnectionRefused implements connlimit.Observer.
+func (m *Metrics) ConnectionRefused() { m.refused.Inc() }
+
+// ConnectionReclaimed implements connlimit.Observer.
+func (m *Metrics) ConnectionReclaimed() { m.reclaimed.Inc() }

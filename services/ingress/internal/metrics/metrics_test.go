@@ -10,11 +10,15 @@ import (
 
 	"github.com/railco/relay/pkg/metrics/metricstest"
 
+	"github.com/railco/relay/services/ingress/internal/connlimit"
 	"github.com/railco/relay/services/ingress/internal/httpapi"
 	"github.com/railco/relay/services/ingress/internal/metrics"
 )
 
-var _ httpapi.Observer = (*metrics.Metrics)(nil)
+var (
+	_ httpapi.Observer   = (*metrics.Metrics)(nil)
+	_ connlimit.Observer = (*metrics.Metrics)(nil)
+)
 
 // own drops the Go and process collectors' names.
 func own(names []string) []string {
@@ -50,6 +54,11 @@ func TestMetrics_CountWhatTheyAreTold(t *testing.T) {
 	m.BrokerConnected(true)
 	m.BrokerConnected(false)
 	blocked.Store(true)
+	m.ConnectionsOpen(5, 2)
+	m.ConnectionsOpen(4, 1)
+	m.ConnectionRefused()
+	m.ConnectionReclaimed()
+	m.ConnectionReclaimed()
 
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
@@ -69,6 +78,10 @@ func TestMetrics_CountWhatTheyAreTold(t *testing.T) {
 		{metrics.PublishConfirm, nil, 1},
 		{metrics.BrokerConnected, nil, 0},
 		{metrics.BrokerBlocked, nil, 1},
+		{metrics.ConnectionsOpen, nil, 4},
+		{metrics.ConnectionsIdle, nil, 1},
+		{metrics.ConnectionsShed, []string{"action", "refused"}, 1},
+		{metrics.ConnectionsShed, []string{"action", "reclaimed"}, 2},
 	}
 	for _, tt := range tests {
 		if got, ok := metricstest.Value(t, fams, tt.name, tt.labels...); !ok || got != tt.want {
