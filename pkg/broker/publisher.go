@@ -54,6 +54,12 @@ func NewPublisher(channels int) *Publisher {
 // Attach opens the publishing channels on conn. Call Detach before attaching
 // to another connection.
 func (p *Publisher) Attach(conn *amqp.Connection) error {
+	p.mu.RLock()
+	attached := p.set != nil
+	p.mu.RUnlock()
+	if attached {
+		return errors.New("publisher already attached: Detach first")
+	}
 	set := make([]*confirmChannel, 0, p.channels)
 	broken := make(chan struct{})
 	var once sync.Once

@@ -1,10 +1,3 @@
-// Package brokeradmin talks to RabbitMQ's management HTTP API for the few
-// things AMQP cannot do, such as policies.
-//
-// relay uses a policy, not a queue argument, for settings an operator may
-// want to change on a running system: RabbitMQ refuses to redeclare a queue
-// with other arguments (PRECONDITION_FAILED), but applies a changed policy at
-// once. The management plugin (rabbitmq_management) must be enabled.
 package brokeradmin
 
 import (
@@ -23,9 +16,12 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// DefaultPort is the management API's port when the broker serves it over
-// plain HTTP.
-const DefaultPort = 15672
+// The management API's ports when the broker serves it over plain HTTP, and
+// over TLS.
+const (
+	DefaultPort    = 15672
+	DefaultTLSPort = 15671
+)
 
 // Off, given as the management URL, turns the management API off.
 const Off = "off"
@@ -61,7 +57,11 @@ func New(amqpURL, mgmtURL string) (*Client, error) {
 	transport := &http.Transport{Proxy: http.ProxyFromEnvironment, DisableKeepAlives: true}
 	c := &Client{user: uri.Username, pass: uri.Password, vhost: uri.Vhost, http: &http.Client{Timeout: 10 * time.Second, Transport: transport}}
 	if mgmtURL == "" {
+		// The credentials go with every call: over TLS when AMQP uses it.
 		c.base = &url.URL{Scheme: "http", Host: net.JoinHostPort(uri.Host, fmt.Sprint(DefaultPort))}
+		if uri.Scheme == "amqps" {
+			c.base = &url.URL{Scheme: "https", Host: net.JoinHostPort(uri.Host, fmt.Sprint(DefaultTLSPort))}
+		}
 	} else {
 		u, err := url.Parse(mgmtURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

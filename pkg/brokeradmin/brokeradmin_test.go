@@ -15,7 +15,7 @@ import (
 func TestNew_WhereTheAPIIs(t *testing.T) {
 	tests := []struct{ amqp, mgmt, want string }{
 		{"amqp://u:secret@rabbit:5672/", "", "http://rabbit:15672"},
-		{"amqps://u:secret@rabbit.example/prod", "", "http://rabbit.example:15672"},
+		{"amqps://u:secret@rabbit.example/prod", "", "https://rabbit.example:15671"},
 		{"amqp://u:secret@[::1]:5672/", "", "http://[::1]:15672"},
 		{"amqp://u:secret@rabbit/", "https://admin:other@mgmt.example:443/rabbitmq/", "https://mgmt.example:443/rabbitmq"},
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -73,14 +74,20 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		if err := declare(topo, conn); err != nil {
 			return err
 		}
-		applyLimits(ctx, topo, admin, log, m.QueueLimitApplied)
+		// Beside the session, not before it: an unreachable management API
+		// must not delay delivery.
+		var limits sync.WaitGroup
+		defer limits.Wait()
+		limits.Go(func() { applyLimits(ctx, topo, admin, log, m.QueueLimitApplied) })
 		if err := pub.Attach(conn); err != nil {
 			return err
 		}
 		defer pub.Detach()
-		// The consumer has stopped when this session ends: no move is in
-		// flight. Closing the connection first makes Detach quick even when
-		// an alarm blocks it.
+		// Closing the connection before the channels makes Detach quick even
+		// when an alarm blocks it (the broker reads nothing from a blocked
+		// connection). Moves still waiting for a confirm then fail and are
+		// parked until the next session; at shutdown none is left, as the
+		// consumer stops first.
 		defer broker.CloseConn(conn)
 		return broker.Wait(ctx, conn, pub.Broken(), func(blocked bool, reason string) {
 			pub.SetBlocked(blocked)

@@ -127,8 +127,11 @@ func session(topo *topology.Topology, pub *broker.Publisher, queues *pkgmetrics.
 			return err
 		}
 		defer pub.Detach()
-		// The HTTP server has drained when this session ends. Closing the
-		// connection first makes Detach quick even when an alarm blocks it.
+		// Closing the connection before the channels makes Detach quick even
+		// when an alarm blocks it (the broker reads nothing from a blocked
+		// connection). Publishes still waiting fail and their requests are
+		// answered 503; at shutdown none is left, as the HTTP server drains
+		// first.
 		defer broker.CloseConn(conn)
 		queues.Attach(conn)
 		defer queues.Detach()

@@ -470,7 +470,7 @@ func TestChaos_DeliveryGoesOnWhilePublishingIsBlocked(t *testing.T) {
 	b := chaosBroker(t)
 	topo := chaosTopology(t, b, fastRetries())
 	backend := newChaosBackend(t, func(key string, _ []byte) answer {
-		if key == "blocked-fail" {
+		if strings.HasPrefix(key, "blocked-fail") {
 			return answerFail // its retry is a publish, which the alarm blocks
 		}
 		return answerOK
@@ -487,8 +487,13 @@ func TestChaos_DeliveryGoesOnWhilePublishingIsBlocked(t *testing.T) {
 	if err := pub.Attach(conn); err != nil {
 		t.Fatal(err)
 	}
-	const n = 40
-	ids := []string{"blocked-fail"}
+	// More failing messages than workers: their moves must not hold the
+	// workers, or the deliveries after them would stop.
+	const n, failing = 40, 4
+	var ids []string
+	for i := range failing {
+		ids = append(ids, fmt.Sprint("blocked-fail-", i))
+	}
 	for i := range n {
 		ids = append(ids, fmt.Sprint("blocked-ok-", i))
 	}
@@ -506,23 +511,26 @@ func TestChaos_DeliveryGoesOnWhilePublishingIsBlocked(t *testing.T) {
 	t.Cleanup(func() { b.ctl(t, "set_vm_memory_high_watermark", "0.4") })
 	env := envFor(b, topo, topologyEnv(fastRetries()))
 	env["CATERING_SERVICE_EP"] = backend.URL
-	env["FORWARDER_CONCURRENCY"], env["FORWARDER_PREFETCH"] = "2", "4"
+	env["FORWARDER_CONCURRENCY"], env["FORWARDER_PREFETCH"], env["BREAKER_HOLD_MAX"] = "2", "8", "5m"
 	env["PUBLISH_TIMEOUT"] = "2s"
 	fwd := start(t, "forwarder", env, "FORWARDER_ADMIN_ADDR", "FORWARDER_ADMIN_ADDR_FILE")
 
-	okIDs := ids[1:]
+	okIDs := ids[failing:]
 	tl := backend.waitDelivered(t, okIDs, 60*time.Second)
-	if got := backend.requestsFor("blocked-fail"); len(got) == 0 {
-		t.Error("the failing message was never tried: publishing was not blocked by a move")
+	for _, id := range ids[:failing] {
+		if got := backend.requestsFor(id); len(got) == 0 {
+			t.Errorf("%s was never tried", id)
+		}
 	}
 	if !strings.Contains(fwd.log.String(), "broker blocked the publishing connection") {
 		t.Errorf("the forwarder never saw its publishing connection blocked:\n%s", fwd.log.String())
 	}
 	// Stopped while the alarm lasts: what it acked is gone from the queue;
-	// only the failed message, whose retry could not be published, is left.
+	// only the failed messages, whose retries could not be published, are
+	// back in it.
 	mustStop(t, fwd)
-	if d := depth(t, b, topo.Queue); d != 1 {
-		t.Errorf("main queue holds %d after the deliveries, want 1 (the failed message): acks did not reach the broker", d)
+	if d := depth(t, b, topo.Queue); d != failing {
+		t.Errorf("main queue holds %d after the deliveries, want %d (the failed messages): acks did not reach the broker, or a message was lost", d, failing)
 	}
 	report(t, "7 (publishing blocked)", tl, fmt.Sprintf("acked=%d during the alarm", n))
 

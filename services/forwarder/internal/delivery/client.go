@@ -106,6 +106,10 @@ func (c *Client) Deliver(ctx context.Context, r Request) Result {
 		return Result{Err: err, Duration: time.Since(start)}
 	}
 	defer resp.Body.Close()
+	// The transport bounds reading an answer's body by ctx, except a 101's,
+	// which is the raw connection: close it at the deadline, so a backend
+	// that switches protocols and goes quiet cannot hold a worker for ever.
+	defer context.AfterFunc(ctx, func() { _ = resp.Body.Close() })()
 	res := Result{Status: resp.StatusCode, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), start)}
 	if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
 		res.Location = resp.Header.Get("Location")

@@ -197,15 +197,25 @@ func TestDeliver_InformationalAnswers(t *testing.T) {
 		{"103 then 200", "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 200, true},
 		{"100 then 500", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n", 500, false},
 		{"101", "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n", 101, false},
+		{"101, then silence", "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n", 101, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			release := make(chan struct{})
+			defer close(release)
 			url := rawServer(t, func(c net.Conn, r *bufio.Reader) {
 				n := readHead(t, r)
 				_, _ = io.CopyN(io.Discard, r, int64(n))
 				_, _ = io.WriteString(c, tt.answer)
+				if strings.HasSuffix(tt.name, "silence") {
+					<-release // the connection stays open, and says nothing more
+				}
 			})
-			res := deliver(t, url, []byte("{}"), 2*time.Second)
+			started := time.Now()
+			res := deliver(t, url, []byte("{}"), 500*time.Millisecond)
+			if took := time.Since(started); took > 3*time.Second {
+				t.Errorf("Deliver took %s with a 500ms deadline", took)
+			}
 			delivered := res.Kind() == delivery.Answered && res.Err == nil
 			if res.Status != tt.status || delivered != tt.delivered {
 				t.Errorf("status %d delivered %v (err %v), want %d %v", res.Status, delivered, res.Err, tt.status, tt.delivered)

@@ -70,6 +70,7 @@ type Forwarder struct {
 	obs    Observer
 	log    *slog.Logger
 	now    func() time.Time
+	parked sync.WaitGroup // moves waiting for publishing to work again
 }
 
 // New returns a Forwarder.
@@ -104,11 +105,15 @@ func (f *Forwarder) Consume(ctx context.Context, conn *amqp.Connection) error {
 	}
 	f.log.Info("consuming", "queue", f.topo.Queue, "concurrency", f.opts.Concurrency, "prefetch", f.opts.Prefetch)
 
+	// Handlers stop holding and retrying as soon as the channel is gone:
+	// nothing they hold can be acked any more.
+	hctx, stopHandlers := context.WithCancel(ctx)
+	defer stopHandlers()
 	var workers sync.WaitGroup
 	for range f.opts.Concurrency {
 		workers.Go(func() {
 			for d := range deliveries {
-				f.Handle(ctx, d)
+				f.Handle(hctx, d)
 			}
 		})
 	}
@@ -124,17 +129,22 @@ func (f *Forwarder) Consume(ctx context.Context, conn *amqp.Connection) error {
 			f.log.Warn("cancel consumer", "err", err)
 		}
 		<-stopped // the library closes deliveries after handing over what it holds
+		f.parked.Wait()
 		if err := ch.Close(); err != nil {
 			f.log.Warn("close consumer channel", "err", err)
 		}
 		return nil
 	case err := <-closed:
+		stopHandlers()
 		<-stopped
+		f.parked.Wait()
 		if err == nil {
 			return errors.New("consumer channel closed")
 		}
 		return fmt.Errorf("consumer channel closed: %w", err)
 	case <-stopped:
+		stopHandlers()
+		f.parked.Wait()
 		_ = ch.Close()
 		return errors.New("consumer cancelled by the broker")
 	}
@@ -149,23 +159,27 @@ func (f *Forwarder) Consume(ctx context.Context, conn *amqp.Connection) error {
 // cut short by ctx (shutdown): it finishes within DeliveryTimeout and its
 // outcome is recorded.
 func (f *Forwarder) Handle(ctx context.Context, d amqp.Delivery) {
+	// A message may be held (breaker open, a move that cannot be published)
+	// for HoldMax in all, then it goes back to the queue: the broker's
+	// consumer_timeout must never fire.
+	until := f.now().Add(f.opts.HoldMax)
 	id := messageID(d)
 	meta := envelope.Read(d)
 	number := meta.Attempts + 1
 	if err := delivery.ValidID(id); err != nil {
 		a := envelope.Attempt{Number: meta.Attempts, At: f.now(), Err: err.Error()}
 		v := f.policy.Decide(delivery.Result{Err: err}, number, false)
-		f.deadLetter(ctx, f.log.With("id", id), d, id, a, v.Reason)
+		f.deadLetter(ctx, f.log.With("id", id), d, id, a, v.Reason, until)
 		return
 	}
 	for uncounted := 0; ; uncounted++ {
 		if err := pause(ctx, uncounted); err != nil {
-			f.giveBack(ctx, d, id, err)
+			f.giveBack(ctx, d, id, err, until)
 			return
 		}
-		probe, err := f.brk.Acquire(ctx, f.opts.HoldMax)
+		probe, err := f.brk.Acquire(ctx, max(until.Sub(f.now()), time.Nanosecond))
 		if err != nil {
-			f.giveBack(ctx, d, id, err)
+			f.giveBack(ctx, d, id, err, until)
 			return
 		}
 		a, res := f.attempt(d, id, number)
@@ -182,7 +196,7 @@ func (f *Forwarder) Handle(ctx context.Context, d amqp.Delivery) {
 			continue
 		}
 		f.obs.Attempted(a.Number, res.Duration)
-		f.settle(ctx, log, d, id, a, res, v, meta.AcceptedAt)
+		f.settle(ctx, log, d, id, a, res, v, meta.AcceptedAt, until)
 		return
 	}
 }
@@ -233,7 +247,7 @@ func (f *Forwarder) attempt(d amqp.Delivery, id string, number int) (a envelope.
 }
 
 // settle acks, retries or dead-letters d after a counted attempt, as v says.
-func (f *Forwarder) settle(ctx context.Context, log *slog.Logger, d amqp.Delivery, id string, a envelope.Attempt, res delivery.Result, v Verdict, accepted time.Time) {
+func (f *Forwarder) settle(ctx context.Context, log *slog.Logger, d amqp.Delivery, id string, a envelope.Attempt, res delivery.Result, v Verdict, accepted, until time.Time) {
 	switch v.Action {
 	case Ack:
 		err := d.Ack(false)
@@ -242,76 +256,113 @@ func (f *Forwarder) settle(ctx context.Context, log *slog.Logger, d amqp.Deliver
 			f.obs.Delivered(f.now().Sub(accepted))
 		}
 	case DeadLetter:
-		f.deadLetter(ctx, log, d, id, a, v.Reason)
+		f.deadLetter(ctx, log, d, id, a, v.Reason, until)
 	default:
 		tier := f.topo.TierFor(a.Number, res.RetryAfter)
-		err := f.move(ctx, d, "", tier.Queue, envelope.Retry(d, a))
-		f.logSettled(log.With("err", a.Err, "retry_in", tier.Delay.String()), OutcomeRetry, err)
+		f.move(ctx, move{d: d, key: tier.Queue, msg: envelope.Retry(d, a), until: until, done: func(err error) {
+			f.logSettled(log.With("err", a.Err, "retry_in", tier.Delay.String()), OutcomeRetry, err)
+		}})
 	}
 }
 
 // giveBack returns a message held while the breaker was open to the end of
 // the main queue, unchanged, so that it neither loses its place for good nor
 // ages past the broker's consumer timeout in our hands.
-func (f *Forwarder) giveBack(ctx context.Context, d amqp.Delivery, id string, why error) {
-	err := f.move(ctx, d, f.topo.Exchange, f.topo.Queue, envelope.Requeue(d))
-	f.logSettled(f.log.With("id", id, "why", why.Error()), OutcomeReturnedToQueue, err)
+func (f *Forwarder) giveBack(ctx context.Context, d amqp.Delivery, id string, why error, until time.Time) {
+	f.move(ctx, move{d: d, exchange: f.topo.Exchange, key: f.topo.Queue, msg: envelope.Requeue(d), until: until, done: func(err error) {
+		f.logSettled(f.log.With("id", id, "why", why.Error()), OutcomeReturnedToQueue, err)
+	}})
 }
 
-func (f *Forwarder) deadLetter(ctx context.Context, log *slog.Logger, d amqp.Delivery, id string, a envelope.Attempt, reason string) {
-	err := f.move(ctx, d, f.topo.DeadExchange, f.topo.Queue, envelope.Dead(d, a, reason, f.now()))
-	f.logSettled(log.With("err", a.Err, "reason", reason), OutcomeDeadLettered, err)
-	if err == nil {
+func (f *Forwarder) deadLetter(ctx context.Context, log *slog.Logger, d amqp.Delivery, id string, a envelope.Attempt, reason string, until time.Time) {
+	f.move(ctx, move{d: d, exchange: f.topo.DeadExchange, key: f.topo.Queue, msg: envelope.Dead(d, a, reason, f.now()), until: until, done: func(err error) {
+		f.logSettled(log.With("err", a.Err, "reason", reason), OutcomeDeadLettered, err)
+		if err != nil {
+			return
+		}
 		f.obs.DeadLettered(reason)
 		msg := fmt.Sprintf("message %s failed to forward %d times; moved to %s", id, a.Number, f.topo.DeadQueue)
 		if a.Number == 0 {
 			msg = fmt.Sprintf("message %s cannot be forwarded (%s); moved to %s", id, reason, f.topo.DeadQueue)
 		}
 		f.log.Warn(msg, "id", id, "attempts", a.Number, "reason", reason, "last_status", a.Status, "err", a.Err)
-	}
+	}})
 }
 
-// move publishes msg and, once the broker confirmed it, acks d. A publish
-// that fails (the publishing connection is blocked by a resource alarm, or
-// lost; the queue is full) is tried again after a growing pause while the
-// worker holds d, for up to HoldMax or until ctx ends; then d goes back to the
-// queue instead. Handing it back at once would bring it straight back for
-// another attempt, and hammer the backend while publishing cannot work.
-func (f *Forwarder) move(ctx context.Context, d amqp.Delivery, exchange, key string, msg amqp.Publishing) error {
+// move is one message's trip elsewhere: publish msg, then settle d.
+type move struct {
+	d             amqp.Delivery
+	exchange, key string
+	msg           amqp.Publishing
+	until         time.Time       // hand d back to the queue rather than hold it longer
+	done          func(err error) // told how it ended, once: nil when msg is stored and d acked
+}
+
+// move publishes m.msg and, once the broker confirmed it, acks m.d. When the
+// publish fails (the publishing connection is blocked by a resource alarm or
+// lost, the queue is full) the move is parked: tried again after growing
+// pauses, outside the worker, which goes on with the next delivery (the
+// deliveries held so are bounded by the prefetch). A parked move gives up at
+// m.until or when ctx ends: d goes back to the queue (nack, requeue), to be
+// tried again later. Handing it back at once would bring it straight back
+// and hammer the backend while publishing cannot work.
+func (f *Forwarder) move(ctx context.Context, m move) {
+	err := f.publish(m)
+	if err == nil {
+		m.done(m.d.Ack(false))
+		return
+	}
+	if ctx.Err() != nil || !f.now().Before(m.until) {
+		m.done(requeue(m, err, 1))
+		return
+	}
+	f.log.Warn("move not confirmed; parked and tried again", "id", messageID(m.d), "to", m.key, "err", err)
+	f.parked.Go(func() { m.done(f.retry(ctx, m)) })
+}
+
+// retry tries a parked move again until it succeeds, ctx ends or m.until
+// passes.
+func (f *Forwarder) retry(ctx context.Context, m move) error {
 	b := backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(moveRetryInitial),
 		backoff.WithMaxInterval(moveRetryMax),
-		backoff.WithMaxElapsedTime(f.opts.HoldMax),
+		backoff.WithMaxElapsedTime(0),
 	)
-	for tries := 1; ; tries++ {
-		pctx, cancel := context.WithTimeout(context.Background(), f.opts.PublishTimeout)
-		err := f.pub.Publish(pctx, exchange, key, msg)
-		cancel()
-		if err == nil {
-			return d.Ack(false)
-		}
-		wait := b.NextBackOff()
-		if wait == backoff.Stop || ctx.Err() != nil {
-			if nackErr := d.Nack(false /* multiple */, true /* requeue */); nackErr != nil {
-				return fmt.Errorf("publish to %q (%d tries): %w (and requeue: %v; the broker requeues it when the channel closes)", key, tries, err, nackErr)
-			}
-			return fmt.Errorf("publish to %q (%d tries): %w (requeued)", key, tries, err)
-		}
-		if tries == 1 {
-			f.log.Warn("move not confirmed; holding the message and trying again", "id", messageID(d), "to", key, "err", err)
-		}
+	for tries := 2; ; tries++ {
+		wait := min(b.NextBackOff(), max(m.until.Sub(f.now()), 0))
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
 		}
+		err := f.publish(m) // once more even when ctx ended: the publisher may work by now
+		if err == nil {
+			return m.d.Ack(false)
+		}
+		if ctx.Err() != nil || !f.now().Before(m.until) {
+			return requeue(m, err, tries)
+		}
 	}
 }
 
-// Pauses between tries of a move that failed.
+func (f *Forwarder) publish(m move) error {
+	ctx, cancel := context.WithTimeout(context.Background(), f.opts.PublishTimeout)
+	defer cancel()
+	return f.pub.Publish(ctx, m.exchange, m.key, m.msg)
+}
+
+// requeue hands m.d back to the queue after its move failed tries times.
+func requeue(m move, err error, tries int) error {
+	if nackErr := m.d.Nack(false /* multiple */, true /* requeue */); nackErr != nil {
+		return fmt.Errorf("publish to %q (%d tries): %w (and requeue: %v; the broker requeues it when the channel closes)", m.key, tries, err, nackErr)
+	}
+	return fmt.Errorf("publish to %q (%d tries): %w (requeued)", m.key, tries, err)
+}
+
+// Pauses between tries of a parked move.
 const (
-	moveRetryInitial = 100 * time.Millisecond
+	moveRetryInitial = 250 * time.Millisecond
 	moveRetryMax     = 5 * time.Second
 )
 

@@ -24,7 +24,12 @@ const (
 
 var actionNames = [...]string{"ack", "retry", "dead-letter", "hold"}
 
-func (a Action) String() string { return actionNames[a] }
+func (a Action) String() string {
+	if a < 0 || int(a) >= len(actionNames) {
+		return "unknown"
+	}
+	return actionNames[a]
+}
 
 // Verdict is everything one attempt's result decides.
 type Verdict struct {
@@ -54,7 +59,8 @@ type Policy struct {
 //	result                              backend health  counted  action
 //	answered 2xx                        healthy         yes      ack
 //	answered 4xx in NonRetryable        healthy         yes      dead-letter (non-retryable)
-//	answered other 4xx (408, 429, ...)  healthy         yes      retry
+//	answered 408 or 429                 failed          yes      retry
+//	answered other 4xx                  healthy         yes      retry
 //	answered 5xx in NonRetryable        failed          yes      dead-letter (non-retryable)
 //	answered other 5xx                  failed          yes      retry
 //	answered 3xx (not followed)         failed          yes      retry: a backend that redirects
@@ -79,7 +85,7 @@ func (p Policy) Decide(r delivery.Result, attempt int, probe bool) Verdict {
 		return Verdict{Action: DeadLetter, Health: health, Reason: envelope.ReasonInvalidMessage}
 	case health == breaker.Unreachable, probe && health != breaker.None:
 		return Verdict{Action: Hold, Health: health}
-	case kind == delivery.Answered && r.Status >= 200 && r.Status <= 299:
+	case kind == delivery.Answered && r.Err == nil && r.Status >= 200 && r.Status <= 299:
 		return Verdict{Action: Ack, Health: health}
 	case kind == delivery.Answered && r.Status >= 400 && p.NonRetryable[r.Status]:
 		return Verdict{Action: DeadLetter, Health: health, Reason: envelope.ReasonNonRetryable}
@@ -100,6 +106,8 @@ func healthOf(kind delivery.Kind, status int) breaker.Failure {
 		return breaker.None // the message's problem (or ours), no news about the backend
 	}
 	switch {
+	case status == 408, status == 429:
+		return breaker.Failed // overloaded or too slow: a run of them pauses delivery rather than spending attempts
 	case status >= 200 && status <= 299, status >= 400 && status <= 499:
 		return breaker.None
 	}

@@ -83,9 +83,15 @@ func TestDecide(t *testing.T) {
 		{"422 non-retryable", answered(422), delivery.Answered, 2, false, nonRetryOK},
 		{"422 non-retryable, first attempt", answered(422), delivery.Answered, 1, false, nonRetryOK},
 		{"422 non-retryable, probe", answered(422), delivery.Answered, 2, true, nonRetryOK},
-		{"429 retryable", answered(429), delivery.Answered, 2, false, retryOK},
-		{"408 retryable, last attempt", answered(408), delivery.Answered, 4, false, maxOK},
-		{"429 retryable, probe", answered(429), delivery.Answered, 2, true, retryOK},
+		{"409 retryable", answered(409), delivery.Answered, 2, false, retryOK},
+		{"402 retryable, last attempt", answered(402), delivery.Answered, 4, false, maxOK},
+		{"409 retryable, probe", answered(409), delivery.Answered, 2, true, retryOK},
+		// 408, 429: the backend is overloaded or slow; a run of them pauses.
+		{"429", answered(429), delivery.Answered, 2, false, retryFailed},
+		{"408, last attempt", answered(408), delivery.Answered, 4, false, maxFailed},
+		{"429, probe", answered(429), delivery.Answered, 2, true, holdFailed},
+		// A 2xx status with an error is no delivery, whatever made it.
+		{"200 with an error", delivery.Result{Status: 200, Err: errors.New("odd")}, delivery.Answered, 2, false, retryOK},
 		// 5xx: the backend is unwell.
 		{"500", answered(500), delivery.Answered, 2, false, retryFailed},
 		{"503, last attempt", answered(503), delivery.Answered, 4, false, maxFailed},

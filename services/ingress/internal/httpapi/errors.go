@@ -102,7 +102,8 @@ func classify(err error) (status int, body errorBody, outcome string) {
 	case errors.As(err, &keyErr):
 		return http.StatusBadRequest, errorBody{Error: keyErr.Error()}, outcomeBadKey
 	case errors.As(err, &notStored) && errors.Is(err, broker.ErrNacked):
-		// A quorum queue nacks a publish only when it is at its length
+		// A nack is the broker refusing to store it, which for relay's
+		// queues means in practice that the main queue is at its length
 		// limit (overflow reject-publish): back-pressure, not an outage.
 		return http.StatusServiceUnavailable, errorBody{Error: messageQueueFull}, outcomeQueueFull
 	case errors.As(err, &notStored):
