@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -160,6 +161,8 @@ func (a *app) usage(w io.Writer) {
 	fmt.Fprintln(w, "Environment:")
 	fmt.Fprintf(w, "  AMQP_URL                 the broker (now %s)\n", broker.Redact(amqpURL))
 	fmt.Fprintf(w, "  RABBITMQ_MANAGEMENT_URL  management API for stats' rates (now %s); user and password from AMQP_URL\n", redactHTTP(mgmt))
+	fmt.Fprintln(w, "  AMQP_CA_FILE, AMQP_CLIENT_CERT_FILE, AMQP_CLIENT_KEY_FILE")
+	fmt.Fprintln(w, "                           TLS of an amqps:// AMQP_URL: a CA to trust, a client certificate")
 	fmt.Fprintf(w, "  TOPOLOGY_PREFIX          names the queues (now %s)\n", prefix)
 	fmt.Fprintln(w, "  MAX_DELIVERY_ATTEMPTS, RETRY_INITIAL_INTERVAL, RETRY_MULTIPLIER, RETRY_MAX_INTERVAL")
 	fmt.Fprintln(w, "                           name the retry tiers: set them as for the services")
@@ -170,6 +173,7 @@ func (a *app) usage(w io.Writer) {
 // settings are what every broker command reads from the environment.
 type settings struct {
 	amqpURL       string
+	brokerTLS     *tls.Config
 	managementURL string
 	topo          *topology.Topology
 }
@@ -182,7 +186,14 @@ func (a *app) load() (settings, bool) {
 		managementURL: l.String("RABBITMQ_MANAGEMENT_URL", defaultManagementURL),
 	}
 	cfg := topology.LoadConfig(l)
+	tlsFiles := broker.LoadTLSFiles(l)
 	err := l.Err()
+	if err == nil {
+		err = tlsFiles.Validate("AMQP")
+	}
+	if err == nil {
+		s.brokerTLS, err = tlsFiles.Config("")
+	}
 	if err == nil {
 		err = cfg.Validate()
 	}
@@ -203,8 +214,9 @@ func (a *app) load() (settings, bool) {
 // dial connects to the broker; the caller closes the connection.
 func (a *app) dial(s settings) (*amqp.Connection, error) {
 	conn, err := amqp.DialConfig(s.amqpURL, amqp.Config{
-		Properties: amqp.Table{"connection_name": "relayctl"},
-		Dial:       amqp.DefaultDial(dialTimeout),
+		Properties:      amqp.Table{"connection_name": "relayctl"},
+		Dial:            amqp.DefaultDial(dialTimeout),
+		TLSClientConfig: s.brokerTLS,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", broker.Redact(s.amqpURL), err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strconv"
@@ -71,7 +72,7 @@ func (a *app) stats(args []string) int {
 		}
 	}
 
-	mgmt, err := newManagement(s.managementURL, s.amqpURL)
+	mgmt, err := newManagement(s.managementURL, s.amqpURL, s.brokerTLS)
 	out.Management.URL = redactHTTP(s.managementURL)
 	if err == nil {
 		for i := range rows {
@@ -146,11 +147,12 @@ type management struct{ api *brokeradmin.Client }
 
 // newManagement targets rawURL as the user of amqpURL, unless rawURL names a
 // user of its own.
-func newManagement(rawURL, amqpURL string) (*management, error) {
+func newManagement(rawURL, amqpURL string, tlsCfg *tls.Config) (*management, error) {
 	api, err := brokeradmin.New(amqpURL, rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("RABBITMQ_MANAGEMENT_URL: %w", err)
 	}
+	api.UseTLS(tlsCfg)
 	return &management{api: api}, nil
 }
 

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,7 +11,21 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/railco/relay/pkg/config"
+	"github.com/railco/relay/pkg/tlsconfig"
 )
+
+// LoadTLSFiles reads the files of the broker connection's TLS (used with an
+// amqps:// AMQP_URL): AMQP_CA_FILE, AMQP_CLIENT_CERT_FILE, AMQP_CLIENT_KEY_FILE.
+// Every service and relayctl read them the same way.
+func LoadTLSFiles(l *config.Loader) tlsconfig.Files {
+	return tlsconfig.Files{
+		CA:   l.String("AMQP_CA_FILE", ""),
+		Cert: l.String("AMQP_CLIENT_CERT_FILE", ""),
+		Key:  l.String("AMQP_CLIENT_KEY_FILE", ""),
+	}
+}
 
 // Reconnect delays: the first retry comes quickly (a broker restart takes a
 // few seconds), later ones spread out so a long outage costs little, and jitter
@@ -32,7 +47,8 @@ type Session func(ctx context.Context, conn *amqp.Connection) error
 
 // Dialer says where and as whom to connect.
 type Dialer struct {
-	URL  string       // amqp://user:pass@host:port/vhost
+	URL  string       // amqp://user:pass@host:port/vhost, or amqps://
+	TLS  *tls.Config  // for amqps: whom to trust, which client certificate; nil: the system's CAs
 	Name string       // connection_name, shown in the management UI
 	Log  *slog.Logger // connection events; the password is never logged
 	// OnConnected, if set, is told when a connection comes up (true) and goes away (false).
@@ -55,8 +71,9 @@ func (d Dialer) Run(ctx context.Context, session Session) error {
 	}
 	for {
 		conn, err := amqp.DialConfig(d.URL, amqp.Config{
-			Heartbeat:  heartbeat,
-			Properties: amqp.Table{"connection_name": d.Name},
+			Heartbeat:       heartbeat,
+			Properties:      amqp.Table{"connection_name": d.Name},
+			TLSClientConfig: d.TLS,
 		})
 		if err == nil {
 			d.Log.Info("broker connected", "broker", where)

@@ -3,6 +3,7 @@ package brokeradmin
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -80,6 +81,12 @@ func New(amqpURL, mgmtURL string) (*Client, error) {
 	}
 	c.description = c.base.String()
 	return c, nil
+}
+
+// UseTLS makes an https API trusted as cfg says (the broker's CA, a client
+// certificate); nil keeps the system's CAs. Call it before any request.
+func (c *Client) UseTLS(cfg *tls.Config) {
+	c.http.Transport.(*http.Transport).TLSClientConfig = cfg
 }
 
 // String is the API's base URL, without credentials.

@@ -51,9 +51,16 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	cfg.Breaker.OnChange = m.CircuitChanged
 	brk := breaker.New(cfg.Breaker, log)
 	defer brk.Stop()
+	brokerTLS, err := cfg.BrokerTLS.Config("")
+	if err != nil {
+		return fmt.Errorf("configuration: AMQP_CA_FILE, AMQP_CLIENT_CERT_FILE, AMQP_CLIENT_KEY_FILE: %w", err)
+	}
 	admin, err := brokeradmin.New(cfg.AMQPURL, cfg.ManagementURL)
 	if err != nil && !errors.Is(err, brokeradmin.ErrOff) {
 		return fmt.Errorf("configuration: RABBITMQ_MANAGEMENT_URL: %w", err)
+	}
+	if admin != nil {
+		admin.UseTLS(brokerTLS) // the broker's CA signs its management API too
 	}
 	fwd := forwarder.New(forwarder.Options{
 		Concurrency:     cfg.Concurrency,
@@ -141,14 +148,14 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		d := broker.Dialer{URL: cfg.AMQPURL, Name: "relay-forwarder", Log: log, OnConnected: m.BrokerConnected}
+		d := broker.Dialer{URL: cfg.AMQPURL, TLS: brokerTLS, Name: "relay-forwarder", Log: log, OnConnected: m.BrokerConnected}
 		err := d.Run(gctx, consume)
 		log.Info("consumer stopped")
 		stopPublishing()
 		return err
 	})
 	g.Go(func() error {
-		d := broker.Dialer{URL: cfg.AMQPURL, Name: "relay-forwarder-publish", Log: log.With("component", "publisher")}
+		d := broker.Dialer{URL: cfg.AMQPURL, TLS: brokerTLS, Name: "relay-forwarder-publish", Log: log.With("component", "publisher")}
 		return d.Run(pubCtx, publishing)
 	})
 	g.Go(func() error {
@@ -161,7 +168,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		rlog := log.With("component", "redrive")
 		rd := redrive.New(redrive.Options{Interval: cfg.RedriveInterval, MaxRedrives: cfg.RedriveMax}, topo, rlog)
 		g.Go(func() error {
-			d := broker.Dialer{URL: cfg.AMQPURL, Name: "relay-forwarder-redrive", Log: rlog}
+			d := broker.Dialer{URL: cfg.AMQPURL, TLS: brokerTLS, Name: "relay-forwarder-redrive", Log: rlog}
 			return d.Run(gctx, rd.Run)
 		})
 	}

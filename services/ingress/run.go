@@ -49,6 +49,10 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	if err != nil {
 		return err
 	}
+	brokerTLS, err := cfg.BrokerTLS.Config("")
+	if err != nil {
+		return fmt.Errorf("configuration: AMQP_CA_FILE, AMQP_CLIENT_CERT_FILE, AMQP_CLIENT_KEY_FILE: %w", err)
+	}
 	topo := topology.New(cfg.Topology)
 	pub := broker.NewPublisher(cfg.PublisherChannels)
 	queues := pkgmetrics.NewQueues(topo, cfg.Metrics.QueueInterval)
@@ -95,7 +99,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		return nil
 	})
 	g.Go(func() error {
-		d := broker.Dialer{URL: cfg.AMQPURL, Name: "relay-ingress", Log: log, OnConnected: m.BrokerConnected}
+		d := broker.Dialer{URL: cfg.AMQPURL, TLS: brokerTLS, Name: "relay-ingress", Log: log, OnConnected: m.BrokerConnected}
 		if err := d.Run(brokerCtx, session(topo, pub, queues, log)); err != nil {
 			return fmt.Errorf("broker: %w", err)
 		}

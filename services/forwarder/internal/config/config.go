@@ -7,9 +7,11 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/railco/relay/pkg/broker"
 	"github.com/railco/relay/pkg/brokeradmin"
 	"github.com/railco/relay/pkg/config"
 	pkgmetrics "github.com/railco/relay/pkg/metrics"
+	"github.com/railco/relay/pkg/tlsconfig"
 	"github.com/railco/relay/pkg/topology"
 	"github.com/railco/relay/services/forwarder/internal/breaker"
 )
@@ -17,8 +19,9 @@ import (
 // Config is everything the forwarder reads from its environment, loaded once.
 type Config struct {
 	AMQPURL           string
-	ManagementURL     string // RABBITMQ_MANAGEMENT_URL: "" derives it from AMQP_URL, "off" turns it off
-	Endpoint          string // CATERING_SERVICE_EP
+	BrokerTLS         tlsconfig.Files // AMQP_CA_FILE, AMQP_CLIENT_CERT_FILE, AMQP_CLIENT_KEY_FILE (amqps)
+	ManagementURL     string          // RABBITMQ_MANAGEMENT_URL: "" derives it from AMQP_URL, "off" turns it off
+	Endpoint          string          // CATERING_SERVICE_EP
 	Concurrency       int
 	Prefetch          int
 	DeliveryTimeout   time.Duration
@@ -50,6 +53,7 @@ func Load(getenv config.Getenv) (Config, error) {
 	l := config.NewLoader(getenv)
 	c := Config{
 		AMQPURL:           l.String("AMQP_URL", "amqp://guest:guest@localhost:5672/"),
+		BrokerTLS:         broker.LoadTLSFiles(l),
 		ManagementURL:     l.String("RABBITMQ_MANAGEMENT_URL", ""),
 		Endpoint:          l.String("CATERING_SERVICE_EP", "http://localhost:8280/catering"),
 		Concurrency:       l.Int("FORWARDER_CONCURRENCY", 16),
@@ -93,6 +97,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := brokeradmin.New(c.AMQPURL, c.ManagementURL); err != nil && !errors.Is(err, brokeradmin.ErrOff) {
 		errs = append(errs, fmt.Errorf("AMQP_URL, RABBITMQ_MANAGEMENT_URL: %w", err))
+	}
+	if err := c.BrokerTLS.Validate("AMQP"); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Concurrency < 1 || c.Concurrency > 4096 {
 		errs = append(errs, errors.New("FORWARDER_CONCURRENCY must be between 1 and 4096"))

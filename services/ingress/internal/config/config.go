@@ -12,9 +12,11 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/railco/relay/pkg/broker"
 	pkgconfig "github.com/railco/relay/pkg/config"
 	"github.com/railco/relay/pkg/logging"
 	pkgmetrics "github.com/railco/relay/pkg/metrics"
+	"github.com/railco/relay/pkg/tlsconfig"
 	"github.com/railco/relay/pkg/topology"
 )
 
@@ -40,20 +42,21 @@ const DefaultMaxConnections = 1024
 // Config is the ingress configuration. Load fills every field; Validate
 // checks them.
 type Config struct {
-	Addr              string        // INGRESS_ADDR: where the HTTP server listens
-	AddrFile          string        // INGRESS_ADDR_FILE: if set, the bound address is written there once listening
-	AMQPURL           string        // AMQP_URL
-	PublishTimeout    time.Duration // PUBLISH_TIMEOUT: how long a request waits for the broker's confirm
-	MaxBodyBytes      int           // MAX_BODY_BYTES: larger request bodies get 413
-	PublisherChannels int           // PUBLISHER_CHANNELS: confirm-mode channels per connection
-	MaxConnections    int           // INGRESS_MAX_CONNECTIONS: open client connections at most; 0: no limit
-	ReadTimeout       time.Duration // INGRESS_READ_TIMEOUT: longest time to read one request, headers and body
-	WriteTimeout      time.Duration // INGRESS_WRITE_TIMEOUT: longest time from a request's headers to the end of its answer
-	IdleTimeout       time.Duration // INGRESS_IDLE_TIMEOUT: a keep-alive connection without a request is closed after this
-	ShutdownTimeout   time.Duration // SHUTDOWN_TIMEOUT: how long shutdown waits for in-flight requests
-	RetryAfter        time.Duration // RETRY_AFTER: told to clients in Retry-After on 503
-	LogLevel          string        // LOG_LEVEL
-	LogFormat         string        // LOG_FORMAT
+	Addr              string          // INGRESS_ADDR: where the HTTP server listens
+	AddrFile          string          // INGRESS_ADDR_FILE: if set, the bound address is written there once listening
+	AMQPURL           string          // AMQP_URL
+	BrokerTLS         tlsconfig.Files // AMQP_CA_FILE, AMQP_CLIENT_CERT_FILE, AMQP_CLIENT_KEY_FILE (amqps)
+	PublishTimeout    time.Duration   // PUBLISH_TIMEOUT: how long a request waits for the broker's confirm
+	MaxBodyBytes      int             // MAX_BODY_BYTES: larger request bodies get 413
+	PublisherChannels int             // PUBLISHER_CHANNELS: confirm-mode channels per connection
+	MaxConnections    int             // INGRESS_MAX_CONNECTIONS: open client connections at most; 0: no limit
+	ReadTimeout       time.Duration   // INGRESS_READ_TIMEOUT: longest time to read one request, headers and body
+	WriteTimeout      time.Duration   // INGRESS_WRITE_TIMEOUT: longest time from a request's headers to the end of its answer
+	IdleTimeout       time.Duration   // INGRESS_IDLE_TIMEOUT: a keep-alive connection without a request is closed after this
+	ShutdownTimeout   time.Duration   // SHUTDOWN_TIMEOUT: how long shutdown waits for in-flight requests
+	RetryAfter        time.Duration   // RETRY_AFTER: told to clients in Retry-After on 503
+	LogLevel          string          // LOG_LEVEL
+	LogFormat         string          // LOG_FORMAT
 	Topology          topology.Config
 	Metrics           pkgmetrics.Config // QUEUE_METRICS_INTERVAL
 }
@@ -74,6 +77,7 @@ func Load(getenv func(string) string) (Config, error) {
 		Addr:              l.String("INGRESS_ADDR", ":8290"),
 		AddrFile:          l.String("INGRESS_ADDR_FILE", ""),
 		AMQPURL:           l.String("AMQP_URL", "amqp://guest:guest@localhost:5672/"),
+		BrokerTLS:         broker.LoadTLSFiles(l),
 		PublishTimeout:    l.Duration("PUBLISH_TIMEOUT", 5*time.Second),
 		MaxBodyBytes:      l.Int("MAX_BODY_BYTES", 64<<10),
 		PublisherChannels: l.Int("PUBLISHER_CHANNELS", 4),
@@ -108,6 +112,9 @@ func (c Config) Validate() error {
 			err = urlErr.Err
 		}
 		errs = append(errs, fmt.Errorf("AMQP_URL: %w", err))
+	}
+	if err := c.BrokerTLS.Validate("AMQP"); err != nil {
+		errs = append(errs, err)
 	}
 	if c.PublishTimeout <= 0 {
 		errs = append(errs, errors.New("PUBLISH_TIMEOUT must be positive"))
