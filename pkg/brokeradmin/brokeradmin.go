@@ -131,6 +131,27 @@ func (c *Client) GetQueue(ctx context.Context, name string, out any) error {
 	return c.do(ctx, http.MethodGet, "/api/queues/"+url.PathEscape(c.vhost)+"/"+url.PathEscape(name), nil, out)
 }
 
+// PutUser creates or updates a user with password and tags (e.g.
+// "policymaker"), and gives it every permission in the virtual host: for
+// tests and set-up scripts, which need a user of their own.
+func (c *Client) PutUser(ctx context.Context, name, password, tags string) error {
+	body, _ := json.Marshal(map[string]string{"password": password, "tags": tags})
+	if err := c.do(ctx, http.MethodPut, "/api/users/"+url.PathEscape(name), body, nil); err != nil {
+		return err
+	}
+	perms, _ := json.Marshal(map[string]string{"configure": ".*", "write": ".*", "read": ".*"})
+	return c.do(ctx, http.MethodPut, "/api/permissions/"+url.PathEscape(c.vhost)+"/"+url.PathEscape(name), perms, nil)
+}
+
+// DeleteUser removes a user; one that does not exist is no error.
+func (c *Client) DeleteUser(ctx context.Context, name string) error {
+	err := c.do(ctx, http.MethodDelete, "/api/users/"+url.PathEscape(name), nil, nil)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
 // ErrNotFound is a 404 from the API.
 var ErrNotFound = errors.New("not found")
 

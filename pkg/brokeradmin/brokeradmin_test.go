@@ -97,3 +97,27 @@ func TestErrors_SayWhyWithoutThePassword(t *testing.T) {
 		t.Errorf("bad credentials: %v; want a 401 without the password", err)
 	}
 }
+
+func TestUser_PutConnectDelete(t *testing.T) {
+	c := brokertest.Admin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	name := brokertest.Prefix(t)
+	if err := c.PutUser(ctx, name, "pw-"+name, "policymaker"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.DeleteUser(context.Background(), name) })
+	u, err := brokeradmin.New("amqp://"+name+":pw-"+name+"@127.0.0.1/", c.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.GetPolicy(ctx, "none"); !errors.Is(err, brokeradmin.ErrNotFound) {
+		t.Errorf("the new user's request: %v, want a 404 (authenticated)", err)
+	}
+	if err := c.DeleteUser(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteUser(ctx, name); err != nil {
+		t.Errorf("deleting what is gone: %v", err)
+	}
+}
