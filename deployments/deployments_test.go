@@ -43,6 +43,16 @@ const (
 // connection_string exists in releases since rabbitmq/cluster-operator#1721.
 var operatorSecretKeys = []string{"username", "password", "host", "port", "connection_string", "default_user.conf", "provider", "type"}
 
+// externalSecrets are the Secrets the base refers to but does not define,
+// with their keys: the deployer makes them (kubernetes/README.md shows how),
+// because a secret committed here would be known to everyone who can read
+// the repository. A pod that needs one does not start until it exists.
+var externalSecrets = map[string][]string{
+	"relay-ingress-api-keys": {"api-keys"},       // INGRESS_API_KEYS_FILE: name:key per line
+	"relay-catering-signing": {"signing-secret"}, // CATERING_SIGNING_SECRET: whsec_…
+	"relay-admin-token":      {"token"},          // INGRESS_ADMIN_TOKEN, FORWARDER_ADMIN_TOKEN (optional)
+}
+
 // goRuntimeEnv are variables the Go runtime reads, not the services' code.
 var goRuntimeEnv = []string{"GOMEMLIMIT", "GOMAXPROCS", "GOGC", "GODEBUG", "GOTRACEBACK"}
 
@@ -439,9 +449,10 @@ func TestListenAddrs_MatchContainerPorts(t *testing.T) {
 	m := load(t)
 	for _, tc := range []struct{ service, addrVar, port string }{
 		{"ingress", "INGRESS_ADDR", "http"},
+		{"ingress", "INGRESS_ADMIN_ADDR", "admin"},
 		{"forwarder", "FORWARDER_ADMIN_ADDR", "admin"},
 	} {
-		t.Run(tc.service, func(t *testing.T) {
+		t.Run(tc.addrVar, func(t *testing.T) {
 			c, _ := m.containerRunning(tc.service)
 			addr := m.effectiveEnv(c, nil)[tc.addrVar]
 			if addr == "" {
@@ -615,15 +626,22 @@ func TestPods_RunHardened(t *testing.T) {
 	}
 }
 
+// Both services serve /metrics on their admin port only (issue 10: whoever
+// may register must not thereby read the metrics), so that is the port to
+// scrape.
 func TestPods_AnnotatedForPrometheus(t *testing.T) {
 	for _, d := range load(t).deployments {
 		a := d.Spec.Template.Metadata.Annotations
 		if a["prometheus.io/scrape"] != "true" || a["prometheus.io/path"] != "/metrics" {
 			t.Errorf("Deployment %s: want prometheus.io/scrape \"true\" and prometheus.io/path /metrics on its pods", d.Metadata.Name)
 		}
-		port, err := strconv.Atoi(a["prometheus.io/port"])
-		if _, ok := d.containerPort(intOrString{Int: port}); err != nil || !ok {
-			t.Errorf("Deployment %s: prometheus.io/port %q is not a container port", d.Metadata.Name, a["prometheus.io/port"])
+		admin, ok := d.containerPort(intOrString{Str: "admin", IsStr: true})
+		if !ok {
+			t.Errorf("Deployment %s: no container port named admin, where /metrics is served", d.Metadata.Name)
+			continue
+		}
+		if port, err := strconv.Atoi(a["prometheus.io/port"]); err != nil || port != admin {
+			t.Errorf("Deployment %s: prometheus.io/port %q, want the admin port %d (/metrics is not served on the others)", d.Metadata.Name, a["prometheus.io/port"], admin)
 		}
 	}
 }
@@ -1050,7 +1068,8 @@ func (m *manifests) operatorSecret(name string) bool {
 
 func (m *manifests) secretDefined(name string) bool {
 	_, ok := m.secrets[name]
-	return ok || m.operatorSecret(name)
+	_, external := externalSecrets[name]
+	return ok || external || m.operatorSecret(name)
 }
 
 func (m *manifests) checkSecretKey(name, key string) error {
@@ -1060,9 +1079,15 @@ func (m *manifests) checkSecretKey(name, key string) error {
 		}
 		return nil
 	}
+	if keys, ok := externalSecrets[name]; ok {
+		if !slices.Contains(keys, key) {
+			return fmt.Errorf("the deployer's Secret %s has no key %q (externalSecrets says %v)", name, key, keys)
+		}
+		return nil
+	}
 	keys, ok := m.secrets[name]
 	if !ok {
-		return fmt.Errorf("Secret %q is neither defined here nor made by the RabbitMQ operator (<RabbitmqCluster>%s)", name, operatorSecretSuffix)
+		return fmt.Errorf("Secret %q is neither defined here, nor made by the RabbitMQ operator (<RabbitmqCluster>%s), nor one of the deployer's (externalSecrets)", name, operatorSecretSuffix)
 	}
 	if !keys[key] {
 		return fmt.Errorf("Secret %s has no key %q", name, key)
@@ -1252,8 +1277,12 @@ func (d deployment) containerPort(p intOrString) (int, bool) {
 type podSpec struct {
 	TerminationGracePeriodSeconds *int64 `yaml:"terminationGracePeriodSeconds"`
 	SecurityContext               struct {
-		RunAsNonRoot *bool `yaml:"runAsNonRoot"`
+		RunAsNonRoot *bool  `yaml:"runAsNonRoot"`
+		RunAsUser    *int64 `yaml:"runAsUser"`
+		RunAsGroup   *int64 `yaml:"runAsGroup"`
+		FSGroup      *int64 `yaml:"fsGroup"`
 	} `yaml:"securityContext"`
+	Volumes                   []volume `yaml:"volumes"`
 	TopologySpreadConstraints []struct {
 		LabelSelector labelSelector `yaml:"labelSelector"`
 	} `yaml:"topologySpreadConstraints"`
@@ -1269,6 +1298,7 @@ type container struct {
 	} `yaml:"ports"`
 	EnvFrom        []envFromSource `yaml:"envFrom"`
 	Env            []envVar        `yaml:"env"`
+	VolumeMounts   []volumeMount   `yaml:"volumeMounts"`
 	ReadinessProbe *probe          `yaml:"readinessProbe"`
 	LivenessProbe  *probe          `yaml:"livenessProbe"`
 	Lifecycle      *struct {
@@ -1309,8 +1339,32 @@ type envFromSource struct {
 }
 
 type keyRef struct {
-	Name string `yaml:"name"`
+	Name     string `yaml:"name"`
+	Key      string `yaml:"key"`
+	Optional *bool  `yaml:"optional"`
+}
+
+type volume struct {
+	Name   string `yaml:"name"`
+	Secret *struct {
+		SecretName  string       `yaml:"secretName"`
+		DefaultMode *int         `yaml:"defaultMode"`
+		Optional    *bool        `yaml:"optional"`
+		Items       []secretItem `yaml:"items"`
+	} `yaml:"secret"`
+}
+
+type secretItem struct {
 	Key  string `yaml:"key"`
+	Path string `yaml:"path"`
+	Mode *int   `yaml:"mode"`
+}
+
+type volumeMount struct {
+	Name      string `yaml:"name"`
+	MountPath string `yaml:"mountPath"`
+	SubPath   string `yaml:"subPath"`
+	ReadOnly  bool   `yaml:"readOnly"`
 }
 
 type envVar struct {
@@ -1335,13 +1389,16 @@ type probe struct {
 type service struct {
 	Metadata objectMeta `yaml:"metadata"`
 	Spec     struct {
-		Selector map[string]string `yaml:"selector"`
-		Ports    []struct {
-			Name       string      `yaml:"name"`
-			Port       int         `yaml:"port"`
-			TargetPort intOrString `yaml:"targetPort"`
-		} `yaml:"ports"`
+		ClusterIP string            `yaml:"clusterIP"`
+		Selector  map[string]string `yaml:"selector"`
+		Ports     []servicePort     `yaml:"ports"`
 	} `yaml:"spec"`
+}
+
+type servicePort struct {
+	Name       string      `yaml:"name"`
+	Port       int         `yaml:"port"`
+	TargetPort intOrString `yaml:"targetPort"`
 }
 
 type pdb struct {

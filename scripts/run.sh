@@ -7,6 +7,12 @@
 # the services it started, ingress first and the stub last, so the forwarder
 # can finish in-flight deliveries. The broker keeps running: it holds the
 # stored messages, and it may have been running before.
+#
+# Security, as much as a demo on one machine takes: the forwarder signs every
+# delivery with a secret made for this run (never printed, never written to
+# disk) and the stub verifies it; /metrics is on admin addresses bound to
+# 127.0.0.1; the ingress runs without API keys (INGRESS_API_KEYS_FILE unset),
+# so the seed's curl works as it is, and it says so when it starts.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,8 +21,9 @@ cd "$root"
 export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/}
 export LOG_FORMAT=${LOG_FORMAT:-text}
 export STUB_ADDR=${STUB_ADDR:-127.0.0.1:8280}
-export FORWARDER_ADMIN_ADDR=${FORWARDER_ADMIN_ADDR:-:8291}
+export FORWARDER_ADMIN_ADDR=${FORWARDER_ADMIN_ADDR:-127.0.0.1:8291}
 export INGRESS_ADDR=${INGRESS_ADDR:-:8290}
+export INGRESS_ADMIN_ADDR=${INGRESS_ADMIN_ADDR:-127.0.0.1:8292}
 RUN_START_TIMEOUT=${RUN_START_TIMEOUT:-30} # seconds for a service to listen
 RUN_STOP_TIMEOUT=${RUN_STOP_TIMEOUT:-30}   # seconds for a service to stop before SIGKILL; above DELIVERY_TIMEOUT and SHUTDOWN_TIMEOUT
 
@@ -45,9 +52,17 @@ stub_dial=$(dial_addr "$STUB_ADDR")
 export CATERING_SERVICE_EP=${CATERING_SERVICE_EP:-http://$stub_dial/catering}
 ingress_port=${INGRESS_ADDR##*:}
 
-for addr in "$STUB_ADDR" "$FORWARDER_ADMIN_ADDR" "$INGRESS_ADDR"; do
+# The Standard Webhooks secret of this run: whsec_ and 32 random bytes in
+# base64. A CATERING_SIGNING_SECRET of yours (a real backend's) wins; the stub
+# verifies with the same secret unless STUB_SIGNING_SECRET says otherwise.
+# Neither is exported: each goes to its one service only (see start).
+signing_secret=${CATERING_SIGNING_SECRET:-whsec_$(head -c 32 /dev/urandom | base64)}
+stub_secret=${STUB_SIGNING_SECRET:-$signing_secret}
+export -n CATERING_SIGNING_SECRET STUB_SIGNING_SECRET
+
+for addr in "$STUB_ADDR" "$FORWARDER_ADMIN_ADDR" "$INGRESS_ADDR" "$INGRESS_ADMIN_ADDR"; do
 	if listening "$addr"; then
-		die "something already listens on $(dial_addr "$addr") (another make run, or make up? stop it, or change STUB_ADDR, FORWARDER_ADMIN_ADDR, INGRESS_ADDR)"
+		die "something already listens on $(dial_addr "$addr") (another make run, or make up? stop it, or change STUB_ADDR, FORWARDER_ADMIN_ADDR, INGRESS_ADDR, INGRESS_ADMIN_ADDR)"
 	fi
 done
 
@@ -66,17 +81,24 @@ fi
 names=() pids=()
 stopping=0
 
-# start runs bin/<name> in the background. set -m gives it its own process
-# group, so a Ctrl-C in the terminal reaches only this script, which then
-# stops the services one at a time with a single SIGTERM each. The log
-# prefixer ignores SIGINT so it outlives the service and shows its last lines.
+# start runs bin/<name> in the background, with the NAME=value pairs after
+# its address added to its environment only. They are exported inside a
+# subshell, never passed as arguments, so no secret shows in ps. set -m
+# gives each service its own process group, so a Ctrl-C in the terminal
+# reaches only this script, which then stops the services one at a time
+# with a single SIGTERM each. The log prefixer ignores SIGINT so it outlives
+# the service and shows its last lines.
 set -m
 start() {
 	local name=$1 addr=$2 label
+	shift 2
 	local log=$run_dir/$name.log
 	printf -v label '%s%-13s|%s ' "${colors[${#names[@]}]}" "$name" "$reset"
 	: >"$log"
-	"$bin_dir/$name" > >(trap '' INT; tee -a "$log" | sed -u "s/^/$label/") 2>&1 &
+	(
+		(($# == 0)) || export "$@"
+		exec "$bin_dir/$name"
+	) > >(trap '' INT; tee -a "$log" | sed -u "s/^/$label/") 2>&1 &
 	names+=("$name")
 	pids+=($!)
 	local deadline=$((SECONDS + RUN_START_TIMEOUT))
@@ -121,13 +143,24 @@ trap stop EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-start catering-stub "$STUB_ADDR"
-start forwarder "$FORWARDER_ADMIN_ADDR"
+start catering-stub "$STUB_ADDR" STUB_SIGNING_SECRET="$stub_secret"
+start forwarder "$FORWARDER_ADMIN_ADDR" CATERING_SIGNING_SECRET="$signing_secret"
 start ingress "$INGRESS_ADDR"
+unset signing_secret stub_secret
+
+if [[ -n ${INGRESS_API_KEYS_FILE:-} ]]; then
+	auth_note="API keys from INGRESS_API_KEYS_FILE=$INGRESS_API_KEYS_FILE: add --header 'Authorization: Bearer <key>' to the request below."
+else
+	auth_note="No API keys (INGRESS_API_KEYS_FILE unset): the ingress takes registrations from anyone who reaches :$ingress_port."
+fi
 
 cat <<EOF
 
 relay is running: ingress on :$ingress_port, forwarder delivering to $CATERING_SERVICE_EP
+Deliveries are signed (Standard Webhooks) with a secret made for this run; the stub verifies them.
+$auth_note
+Metrics: http://$(dial_addr "$INGRESS_ADMIN_ADDR")/metrics (ingress), http://$(dial_addr "$FORWARDER_ADMIN_ADDR")/metrics (forwarder)
+
 Register a passenger (the seed's request):
 
 curl -X POST 'http://localhost:$ingress_port/catering/register' \\

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -73,7 +74,8 @@ type dead struct {
 	id, reason string
 	attempts   int
 	lastError  string
-	body       string // default: a small JSON object
+	body       string     // default: a small JSON object
+	headers    amqp.Table // added to the dead-letter headers
 }
 
 // bury dead-letters each message the way the forwarder does.
@@ -96,6 +98,7 @@ func (c *cli) bury(letters ...dead) {
 			l.lastError = "catering returned 503"
 		}
 		dl := envelope.Dead(d, envelope.Attempt{Number: l.attempts, At: died, Status: 503, Err: l.lastError}, l.reason, died)
+		maps.Copy(dl.Headers, l.headers)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := pub.Publish(ctx, c.topo.DeadExchange, "", dl)
 		cancel()
@@ -347,7 +350,7 @@ func TestDeadRedrive(t *testing.T) {
 	}
 
 	var res resultJSON
-	c.runJSON(&res, exitOK, "dead", "redrive", "--all", "--reason", "non-retryable")
+	c.runJSON(&res, exitOK, "dead", "redrive", "--all", "--reason", "non-retryable", "--yes")
 	if res.Redriven == nil || *res.Redriven != 2 || res.Matched != 2 || res.Scanned != 3 || len(res.Missing) != 0 {
 		t.Errorf("redrive --all --reason non-retryable: %+v", res)
 	}
@@ -362,6 +365,119 @@ func TestDeadRedrive(t *testing.T) {
 	if n := c.depth(c.topo.DeadQueue); n != 0 {
 		t.Errorf("dead queue holds %d, want 0", n)
 	}
+}
+
+// A redrive of every letter is what a tired operator types on the wrong
+// cluster: without --yes it only counts, like purge, and moves nothing.
+func TestDeadRedrive_AllIsADryRunWithoutYes(t *testing.T) {
+	c := newCLI(t)
+	c.bury(maxed("m1"), refused("n1"), maxed("m2"))
+
+	code, stdout, stderr := c.run("dead", "redrive", "--all")
+	if code != exitUsage || stdout != "" ||
+		!strings.Contains(stderr, "would redrive 3 dead letters from "+c.topo.DeadQueue+" to "+c.topo.Queue) || !strings.Contains(stderr, "--yes") {
+		t.Errorf("redrive --all without --yes: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	var would map[string]int
+	c.runJSON(&would, exitUsage, "dead", "redrive", "--all", "--reason", "max-attempts", "--rate", "10/s")
+	if len(would) != 1 || would["would_redrive"] != 2 {
+		t.Errorf("JSON redrive --all --reason max-attempts without --yes: %v", would)
+	}
+	if main, dead := c.depth(c.topo.Queue), c.depth(c.topo.DeadQueue); main != 0 || dead != 3 {
+		t.Fatalf("a dry run moved letters: main %d, dead %d; want 0, 3", main, dead)
+	}
+
+	// Named ids are redriven at once: the operator has looked at them.
+	if code, stdout, stderr := c.run("dead", "redrive", "n1"); code != exitOK || stdout != "redriven 1\n" {
+		t.Errorf("redrive n1: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if code, stdout, stderr := c.run("dead", "redrive", "--all", "--yes"); code != exitOK || stdout != "redriven 2\n" {
+		t.Errorf("redrive --all --yes: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if main, dead := c.depth(c.topo.Queue), c.depth(c.topo.DeadQueue); main != 3 || dead != 0 {
+		t.Errorf("after redriving: main %d, dead %d; want 3, 0", main, dead)
+	}
+}
+
+// A letter is written by strangers: its body and headers by whoever
+// published it, its last error by the Catering backend. None of it may reach
+// the operator's terminal as a control sequence, in tables, in show, or in
+// --json; --json still carries the exact value.
+func TestDeadLetters_TerminalControlSequencesNeverReachTheTerminal(t *testing.T) {
+	c := newCLI(t)
+	const (
+		clear     = "\x1b[2J\x1b[H"
+		title     = "\x1b]0;owned\x07"
+		c1CSI     = "\u009b31m"
+		overwrite = "\rreason:       non-retryable"
+	)
+	evilError := "backend answered 500: " + clear + "db down" + title + overwrite + "\nsecond line"
+	c.bury(dead{
+		id: "evil-1", reason: envelope.ReasonMaxAttempts, attempts: 4,
+		lastError: evilError,
+		body:      `{"passengerId":"` + "\\u001b[31m" + `","note":"` + c1CSI + `"}` + "\n" + clear + "tail\x9b",
+		headers:   amqp.Table{"x-evil" + title: "value" + clear + overwrite},
+	})
+
+	for _, args := range [][]string{{"dead", "list"}, {"dead", "show", "evil-1"}, {"stats"}} {
+		code, stdout, stderr := c.run(args...)
+		if code != exitOK {
+			t.Fatalf("%v: exit %d; stderr: %s", args, code, stderr)
+		}
+		for stream, out := range map[string]string{"stdout": stdout, "stderr": stderr} {
+			if bad := controlIn(out); bad != "" {
+				t.Errorf("%v: %s holds %s:\n%q", args, stream, bad, out)
+			}
+		}
+	}
+
+	_, shown, _ := c.run("dead", "show", "evil-1")
+	for _, want := range []string{
+		"last error:   backend answered 500: db downreason:       non-retryable\n" + showIndent + "second line\n",
+		"  x-evil: value",
+		"(control characters or invalid UTF-8 removed for the terminal; --json shows the exact bytes)",
+		"tail\uFFFD\n",
+	} {
+		if !strings.Contains(shown, want) {
+			t.Errorf("show lacks %q:\n%s", want, shown)
+		}
+	}
+	if strings.Contains(shown, "\nreason:       non-retryable") {
+		t.Errorf("the last error printed a line of its own that passes for a field:\n%s", shown)
+	}
+	_, listed, _ := c.run("dead", "list")
+	if row := lineWith(listed, "evil-1"); !strings.Contains(row, "backend answered 500: db down reason: non-retryable") {
+		t.Errorf("list row %q: want the error without its control sequences", row)
+	}
+
+	code, stdout, stderr := c.run("--json", "dead", "show", "evil-1")
+	if code != exitOK {
+		t.Fatalf("--json show: exit %d; stderr: %s", code, stderr)
+	}
+	if bad := controlIn(strings.ReplaceAll(stdout, "\n", "")); bad != "" {
+		t.Errorf("--json holds %s raw:\n%q", bad, stdout)
+	}
+	var letters []letterJSON
+	if err := json.Unmarshal([]byte(stdout), &letters); err != nil || len(letters) != 1 {
+		t.Fatalf("--json show: %v\n%s", err, stdout)
+	}
+	if letters[0].LastError != evilError {
+		t.Errorf("--json last_error %q, want the exact %q", letters[0].LastError, evilError)
+	}
+	var body string
+	if err := json.Unmarshal(letters[0].Body, &body); err != nil || !strings.Contains(body, clear) || !strings.Contains(body, c1CSI) {
+		t.Errorf("--json body %s: want the exact body as a JSON string (%v)", letters[0].Body, err)
+	}
+}
+
+// controlIn names the first character of s a terminal would act on, or "".
+func controlIn(s string) string {
+	for _, r := range s {
+		if r != '\n' && r != '\t' && (r < 0x20 || (r >= 0x7f && r <= 0x9f)) {
+			return fmt.Sprintf("control character %U", r)
+		}
+	}
+	return ""
 }
 
 func TestDeadPurge(t *testing.T) {

@@ -82,7 +82,7 @@ func (a *app) deadList(args []string) int {
 	t := newTable(a.stdout, "ID", "REASON", "ATTEMPTS", "REDRIVES", "LAST STATUS", "LAST ERROR", "AGE")
 	for _, l := range letters {
 		t.row(l.ID, dash(l.Reason), strconv.Itoa(l.Attempts), strconv.Itoa(l.RedriveCount), status(l.LastStatus),
-			dash(oneLine(l.LastError, lastErrorWidth)), age(l.Age(now)))
+			dash(oneLine(safe(l.LastError), lastErrorWidth)), age(l.Age(now)))
 	}
 	t.flush()
 	fmt.Fprintf(a.stdout, "%d listed; %d dead letters in %s", len(letters), depth, s.topo.DeadQueue)
@@ -142,30 +142,51 @@ func (a *app) deadShow(args []string) int {
 	return exitOK
 }
 
+// showIndent lines continuation lines of a value up under its first line.
+const showIndent = "              "
+
+// show prints one letter for a person. Every value that came with the letter
+// is made terminal-safe (terminalSafe); when that removed anything, a last
+// line says so, and --json has the exact bytes.
 func (a *app) show(l deadletter.Letter, now time.Time) {
 	w := a.stdout
-	fmt.Fprintf(w, "id:           %s\n", l.ID)
-	fmt.Fprintf(w, "reason:       %s\n", dash(l.Reason))
+	var altered bool
+	line := func(s string) string {
+		out, changed := terminalSafe(s, singleLine)
+		altered = altered || changed
+		return out
+	}
+	fmt.Fprintf(w, "id:           %s\n", line(l.ID))
+	fmt.Fprintf(w, "reason:       %s\n", dash(line(l.Reason)))
 	fmt.Fprintf(w, "attempts:     %d\n", l.Attempts)
 	fmt.Fprintf(w, "redrives:     %d\n", l.RedriveCount)
 	fmt.Fprintf(w, "last status:  %s\n", status(l.LastStatus))
-	fmt.Fprintf(w, "last error:   %s\n", dash(l.LastError))
+	// The backend's answer may span lines; they stay indented, so none of
+	// them can pass for a field of relayctl's.
+	lastError, changed := terminalSafe(strings.TrimRight(l.LastError, "\r\n"), multiLine)
+	altered = altered || changed
+	fmt.Fprintf(w, "last error:   %s\n", dash(strings.ReplaceAll(lastError, "\n", "\n"+showIndent)))
 	if l.DeadAt.IsZero() {
 		fmt.Fprintf(w, "dead since:   -\n")
 	} else {
 		fmt.Fprintf(w, "dead since:   %s (%s ago)\n", l.DeadAt.UTC().Format(time.RFC3339), age(l.Age(now)))
 	}
-	fmt.Fprintf(w, "content type: %s\n", dash(l.ContentType))
+	fmt.Fprintf(w, "content type: %s\n", dash(line(l.ContentType)))
 	fmt.Fprintln(w, "headers:")
 	for _, k := range slices.Sorted(maps.Keys(l.Headers)) {
-		fmt.Fprintf(w, "  %s: %v\n", k, l.Headers[k])
+		fmt.Fprintf(w, "  %s: %s\n", line(k), line(fmt.Sprint(l.Headers[k])))
 	}
 	fmt.Fprintln(w, "body:")
+	body := l.Body
 	var pretty bytes.Buffer
 	if json.Indent(&pretty, l.Body, "", "  ") == nil {
-		fmt.Fprintln(w, pretty.String())
-	} else {
-		fmt.Fprintln(w, string(l.Body))
+		body = pretty.Bytes()
+	}
+	text, changed := terminalSafe(string(body), multiLine)
+	altered = altered || changed
+	fmt.Fprintln(w, text)
+	if altered {
+		fmt.Fprintln(w, "(control characters or invalid UTF-8 removed for the terminal; --json shows the exact bytes)")
 	}
 }
 
@@ -206,11 +227,16 @@ type resultJSON struct {
 	Error    string   `json:"error,omitempty"`
 }
 
+// deadRedrive sends letters back to the main queue. Named ids go at once:
+// the operator has looked at them. --all (narrowed by --reason or not) only
+// counts unless --yes is given, like purge: a redrive of every letter can put
+// thousands of messages in front of a backend that has just recovered.
 func (a *app) deadRedrive(args []string) int {
 	fs := a.flags()
 	sel := a.selectionFlags(fs)
 	var perSecond rateFlag
 	fs.Var(&perSecond, "rate", "at most N letters a second: N/s, N/m or N/h")
+	yes := fs.Bool("yes", false, "with --all: really redrive")
 	ids, code, ok := a.parse(fs, args)
 	if !ok {
 		return code
@@ -225,6 +251,17 @@ func (a *app) deadRedrive(args []string) int {
 	}
 	defer conn.Close()
 
+	if *sel.all && !*yes {
+		n, err := deadletter.Count(a.ctx, conn, s.topo, f)
+		if err != nil {
+			return a.fail(err)
+		}
+		if a.json {
+			a.printJSON(map[string]int{"would_redrive": n})
+		}
+		fmt.Fprintf(a.stderr, "relayctl %s: would redrive %d dead letters from %s to %s; add --yes to do it\n", a.name, n, s.topo.DeadQueue, s.topo.Queue)
+		return exitUsage
+	}
 	res, err := deadletter.Redrive(a.ctx, conn, s.topo, f, float64(perSecond))
 	return a.report(res, err, "redriven", &resultJSON{Redriven: &res.Done})
 }

@@ -20,6 +20,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/railco/relay/pkg/broker"
+	"github.com/railco/relay/pkg/brokeradmin"
 	"github.com/railco/relay/pkg/config"
 	"github.com/railco/relay/pkg/topology"
 )
@@ -38,7 +39,7 @@ const (
 // Defaults, the same as the services' (AMQP_URL) and the management plugin's.
 const (
 	defaultAMQPURL       = "amqp://guest:guest@localhost:5672/"
-	defaultManagementURL = "http://localhost:15672"
+	defaultManagementURL = "" // derived from AMQP_URL, as the forwarder does
 )
 
 // dialTimeout bounds connecting to the broker: an operator waiting at a
@@ -61,7 +62,7 @@ func init() {
 		{name: "stats", help: "depth and consumers of the main, retry and dead-letter queues; rates when the management API answers", run: (*app).stats},
 		{name: "dead list", args: "[--limit N] [--reason R]", help: "list dead letters: id, reason, attempts, last status, last error, age", run: (*app).deadList},
 		{name: "dead show", args: "<id>", help: "print a dead letter with its headers and body", run: (*app).deadShow},
-		{name: "dead redrive", args: "(<id>... | --all) [--reason R] [--rate N/s]", help: "send dead letters back to the main queue, attempts reset", run: (*app).deadRedrive},
+		{name: "dead redrive", args: "(<id>... | --all [--reason R] --yes) [--rate N/s]", help: "send dead letters back to the main queue, attempts reset; named ids at once, --all only with --yes", run: (*app).deadRedrive},
 		{name: "dead purge", args: "(<id>... | --all) [--reason R] --yes", help: "delete dead letters for good", run: (*app).deadPurge},
 		{name: "version", help: "print relayctl's version", run: (*app).version},
 		{name: "help", help: "print this help"},
@@ -156,18 +157,22 @@ func (a *app) usage(w io.Writer) {
 	fmt.Fprintln(w, "  --reason R    only letters dead for reason R: "+strings.Join(reasons, ", "))
 	fmt.Fprintln(w, "  --all         redrive or purge every letter (narrowed by --reason)")
 	fmt.Fprintln(w, "  --rate N/s    redrive at most N letters a second (also N/m, N/h; default: unlimited)")
-	fmt.Fprintln(w, "  --yes         purge: really delete; without it, purge says how many it would delete")
+	fmt.Fprintln(w, "  --yes         purge, redrive --all: really do it; without it they say how many letters they would touch")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Environment:")
 	fmt.Fprintf(w, "  AMQP_URL                 the broker (now %s)\n", broker.Redact(amqpURL))
-	fmt.Fprintf(w, "  RABBITMQ_MANAGEMENT_URL  management API for stats' rates (now %s); user and password from AMQP_URL\n", redactHTTP(mgmt))
+	where := redactHTTP(mgmt)
+	if api, err := brokeradmin.New(amqpURL, mgmt); mgmt == "" && err == nil {
+		where = api.String() + ", from AMQP_URL"
+	}
+	fmt.Fprintf(w, "  RABBITMQ_MANAGEMENT_URL  management API for stats' rates (now %s); user and password from AMQP_URL\n", where)
 	fmt.Fprintln(w, "  AMQP_CA_FILE, AMQP_CLIENT_CERT_FILE, AMQP_CLIENT_KEY_FILE")
 	fmt.Fprintln(w, "                           TLS of an amqps:// AMQP_URL: a CA to trust, a client certificate")
 	fmt.Fprintf(w, "  TOPOLOGY_PREFIX          names the queues (now %s)\n", prefix)
 	fmt.Fprintln(w, "  MAX_DELIVERY_ATTEMPTS, RETRY_INITIAL_INTERVAL, RETRY_MULTIPLIER, RETRY_MAX_INTERVAL")
 	fmt.Fprintln(w, "                           name the retry tiers: set them as for the services")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Exit status: 0 done, 1 failed (or ids not found), 2 usage error (or purge without --yes).")
+	fmt.Fprintln(w, "Exit status: 0 done, 1 failed (or ids not found), 2 usage error (or purge, redrive --all without --yes).")
 }
 
 // settings are what every broker command reads from the environment.
@@ -204,7 +209,8 @@ func (a *app) load() (settings, bool) {
 		}
 	}
 	if err != nil {
-		fmt.Fprintf(a.stderr, "relayctl: configuration: %v\n", err)
+		msg, _ := terminalSafe(err.Error(), multiLine)
+		fmt.Fprintf(a.stderr, "relayctl: configuration: %s\n", msg)
 		return settings{}, false
 	}
 	s.topo = topology.New(cfg)
@@ -216,7 +222,7 @@ func (a *app) dial(s settings) (*amqp.Connection, error) {
 	conn, err := amqp.DialConfig(s.amqpURL, amqp.Config{
 		Properties:      amqp.Table{"connection_name": "relayctl"},
 		Dial:            amqp.DefaultDial(dialTimeout),
-		TLSClientConfig: s.brokerTLS,
+		TLSClientConfig: s.brokerTLS.Clone(), // the library sets its ServerName
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", broker.Redact(s.amqpURL), err)
@@ -248,13 +254,15 @@ func (a *app) fail(err error) int {
 	if errors.As(err, &amqpErr) && amqpErr.Code == amqp.NotFound {
 		err = fmt.Errorf("%w\n%s", err, notFoundHint)
 	}
-	fmt.Fprintf(a.stderr, "relayctl %s: %v\n", a.name, err)
+	// Error texts quote the broker, the management API and letters' ids.
+	msg, _ := terminalSafe(err.Error(), multiLine)
+	fmt.Fprintf(a.stderr, "relayctl %s: %s\n", a.name, msg)
 	return exitFailure
 }
 
 // usageError reports a misuse of the command and returns the usage exit code.
 func (a *app) usageError(format string, args ...any) int {
-	fmt.Fprintf(a.stderr, "relayctl %s: %s\n", a.name, fmt.Sprintf(format, args...))
+	fmt.Fprintf(a.stderr, "relayctl %s: %s\n", a.name, safe(fmt.Sprintf(format, args...)))
 	fmt.Fprintf(a.stderr, "Run 'relayctl help' for usage.\n")
 	return exitUsage
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,16 +22,29 @@ func newTable(w io.Writer, header ...string) *table {
 	return t
 }
 
-func (t *table) row(cells ...string) { fmt.Fprintln(t.tw, strings.Join(cells, "\t")) }
+// row prints one line of cells, each made terminal-safe and kept on one line
+// (a tab in a cell would shift every column after it).
+func (t *table) row(cells ...string) {
+	safeCells := make([]string, len(cells))
+	for i, c := range cells {
+		safeCells[i] = safe(c)
+	}
+	fmt.Fprintln(t.tw, strings.Join(safeCells, "\t"))
+}
 
 func (t *table) flush() { _ = t.tw.Flush() }
 
-// printJSON writes v as indented JSON to stdout.
+// printJSON writes v as indented JSON to stdout, with no control character
+// left raw (escapeC1), so that --json is safe on a terminal too.
 func (a *app) printJSON(v any) int {
-	enc := json.NewEncoder(a.stdout)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(v); err != nil {
 		return a.fail(fmt.Errorf("encode JSON: %w", err))
+	}
+	if _, err := a.stdout.Write(escapeC1(buf.Bytes())); err != nil {
+		return a.fail(fmt.Errorf("write JSON: %w", err))
 	}
 	return exitOK
 }

@@ -74,6 +74,9 @@ func (a *app) stats(args []string) int {
 
 	mgmt, err := newManagement(s.managementURL, s.amqpURL, s.brokerTLS)
 	out.Management.URL = redactHTTP(s.managementURL)
+	if out.Management.URL == "" && err == nil {
+		out.Management.URL = mgmt.api.String()
+	}
 	if err == nil {
 		for i := range rows {
 			if err = mgmt.fill(a.ctx, &rows[i]); err != nil {
@@ -83,7 +86,7 @@ func (a *app) stats(args []string) int {
 	}
 	if err != nil {
 		out.Management.Error = err.Error()
-		fmt.Fprintf(a.stderr, "rates: management API not reachable at %s (%v); showing depths only\n", out.Management.URL, err)
+		fmt.Fprintf(a.stderr, "rates: management API not reachable at %s (%s); showing depths only\n", safe(out.Management.URL), safe(err.Error()))
 	} else {
 		out.Management.Reachable = true
 	}

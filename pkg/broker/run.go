@@ -73,7 +73,7 @@ func (d Dialer) Run(ctx context.Context, session Session) error {
 		conn, err := amqp.DialConfig(d.URL, amqp.Config{
 			Heartbeat:       heartbeat,
 			Properties:      amqp.Table{"connection_name": d.Name},
-			TLSClientConfig: d.TLS,
+			TLSClientConfig: d.TLS.Clone(), // the library sets its ServerName: never share one
 		})
 		if err == nil {
 			d.Log.Info("broker connected", "broker", where)

@@ -86,7 +86,7 @@ func New(amqpURL, mgmtURL string) (*Client, error) {
 // UseTLS makes an https API trusted as cfg says (the broker's CA, a client
 // certificate); nil keeps the system's CAs. Call it before any request.
 func (c *Client) UseTLS(cfg *tls.Config) {
-	c.http.Transport.(*http.Transport).TLSClientConfig = cfg
+	c.http.Transport.(*http.Transport).TLSClientConfig = cfg.Clone() // a config of its own: an AMQP dial sets the AMQP host's name in its config
 }
 
 // String is the API's base URL, without credentials.

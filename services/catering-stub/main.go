@@ -20,6 +20,7 @@ import (
 	"github.com/railco/relay/pkg/logging"
 	"github.com/railco/relay/services/catering-stub/internal/config"
 	"github.com/railco/relay/services/catering-stub/internal/stub"
+	"github.com/railco/relay/services/catering-stub/internal/webhook"
 )
 
 // shutdownTimeout bounds how long requests in flight (at most one
@@ -47,7 +48,11 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("build logger: %w", err)
 	}
-	srv, err := stub.New(stub.Options{Mode: stub.ModeFromConfig(cfg), Quiet: cfg.Quiet, Logger: log})
+	verifier, err := webhook.NewVerifier(string(cfg.SigningSecret)) // validated already
+	if err != nil {
+		return fmt.Errorf("STUB_SIGNING_SECRET: %w", err)
+	}
+	srv, err := stub.New(stub.Options{Mode: stub.ModeFromConfig(cfg), Quiet: cfg.Quiet, Logger: log, Verifier: verifier})
 	if err != nil {
 		return err
 	}
@@ -63,7 +68,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		// A stale file would point the next test run at a dead port.
 		defer func() { _ = os.Remove(cfg.AddrFile) }()
 	}
-	log.Info("catering stub listening", "addr", addr, "mode", srv.Mode(), "quiet", cfg.Quiet)
+	log.Info("catering stub listening", "addr", addr, "mode", srv.Mode(), "quiet", cfg.Quiet, "verifies_signatures", verifier != nil)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

@@ -150,6 +150,7 @@ func TestRun_FailsFast(t *testing.T) {
 		wantErr string
 	}{
 		{"invalid failure rate", map[string]string{"STUB_FAILURE_RATE": "1.5"}, "STUB_FAILURE_RATE"},
+		{"signing secret without whsec_", map[string]string{"STUB_SIGNING_SECRET": "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, "STUB_SIGNING_SECRET: secret 1: want whsec_"},
 		{"unusable address", map[string]string{"STUB_ADDR": "not-an-address"}, "listen"},
 		{"address file in a missing directory", map[string]string{
 			"STUB_ADDR":      "127.0.0.1:0",

@@ -27,6 +27,7 @@ import (
 	"github.com/railco/relay/services/forwarder/internal/forwarder"
 	"github.com/railco/relay/services/forwarder/internal/metrics"
 	"github.com/railco/relay/services/forwarder/internal/redrive"
+	"github.com/railco/relay/services/forwarder/internal/signing"
 )
 
 // run wires the forwarder and blocks until ctx ends and everything in flight
@@ -46,7 +47,15 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	queues := pkgmetrics.NewQueues(topo, cfg.Metrics.QueueInterval)
 	m := metrics.New(queues)
 	pub := broker.NewPublisher(cfg.PublisherChannels)
-	client := delivery.NewClient(cfg.Endpoint, cfg.Concurrency)
+	backendTLS, err := cfg.BackendTLS.Config("")
+	if err != nil {
+		return fmt.Errorf("configuration: CATERING_CA_FILE, CATERING_CLIENT_CERT_FILE, CATERING_CLIENT_KEY_FILE: %w", err)
+	}
+	signer, err := signing.New(string(cfg.SigningSecret)) // validated already
+	if err != nil {
+		return fmt.Errorf("configuration: CATERING_SIGNING_SECRET: %w", err)
+	}
+	client := delivery.New(delivery.Options{Endpoint: cfg.Endpoint, Conns: cfg.Concurrency, TLS: backendTLS, Signer: signer})
 	defer client.Close()
 	cfg.Breaker.OnChange = m.CircuitChanged
 	brk := breaker.New(cfg.Breaker, log)
@@ -139,7 +148,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("FORWARDER_ADMIN_ADDR, FORWARDER_ADMIN_ADDR_FILE: %w", err)
 	}
-	srv := &http.Server{Handler: adminHandler(&consuming, brk, m.Handler()), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: adminHandler(&consuming, brk, m.Handler(), string(cfg.AdminToken)), ReadHeaderTimeout: 5 * time.Second}
 
 	// The publishing connection outlives the consumer: at shutdown the
 	// consumer settles what it holds, which may need a move.
@@ -184,8 +193,17 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		defer cancel()
 		return srv.Shutdown(shutdownCtx)
 	})
-	log.Info("forwarder started", "endpoint", cfg.Endpoint, "admin", adminLn.Addr().String(),
-		"max_attempts", topo.MaxAttempts, "queue", topo.Queue, "dead_queue", topo.DeadQueue)
+	signatures := 0
+	if signer != nil {
+		signatures = signer.Keys()
+	}
+	log.Info("forwarder started", "endpoint", config.RedactURL(cfg.Endpoint), "admin", adminLn.Addr().String(),
+		"max_attempts", topo.MaxAttempts, "queue", topo.Queue, "dead_queue", topo.DeadQueue,
+		"signing_secrets", signatures, "backend_ca", cfg.BackendTLS.CA != "", "client_certificate", cfg.BackendTLS.Cert != "",
+		"admin_token", cfg.AdminToken != "")
+	if signer == nil {
+		log.Warn("CATERING_SIGNING_SECRET is not set: deliveries are not signed, and the backend cannot tell relay's requests from anyone else's")
+	}
 	err = g.Wait()
 	log.Info("forwarder stopped")
 	return err
@@ -237,13 +255,14 @@ const limitsTimeout = 5 * time.Second
 
 // adminHandler serves liveness, readiness and the metrics. A forwarder paused
 // by an open breaker is ready: it is doing what it should while the backend
-// is down.
-func adminHandler(consuming *atomic.Bool, brk *breaker.Breaker, metrics http.Handler) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+// is down. With a token, everything but the health checks (which the
+// kubelet calls without one) wants it: see requireToken.
+func adminHandler(consuming *atomic.Bool, brk *breaker.Breaker, metrics http.Handler, token string) http.Handler {
+	open := http.NewServeMux()
+	open.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+	open.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		circuit := brk.State().String()
 		if consuming.Load() {
 			writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "consumer": "consuming", "circuit": circuit})
@@ -251,8 +270,10 @@ func adminHandler(consuming *atomic.Bool, brk *breaker.Breaker, metrics http.Han
 		}
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "consumer": "disconnected", "circuit": circuit})
 	})
-	mux.Handle("GET /metrics", metrics)
-	return mux
+	operational := http.NewServeMux()
+	operational.Handle("GET /metrics", metrics)
+	open.Handle("/", requireToken(token, operational))
+	return open
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -32,7 +32,7 @@ func TestRun_ExportsMetrics(t *testing.T) {
 	// The queue depth comes from a poll: wait for one that saw both messages.
 	var text string
 	brokertest.Eventually(t, deadline, "the main queue's depth of 2 in /metrics", func() bool {
-		text = metricstest.Scrape(t, in.url+"/metrics")
+		text = metricstest.Scrape(t, in.adminURL+"/metrics")
 		n, _ := metricstest.Value(t, metricstest.Families(t, text), pkgmetrics.QueueMessages, "queue", queue)
 		return n == 2
 	})

@@ -7,6 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -18,10 +22,13 @@ import (
 	pkgmetrics "github.com/railco/relay/pkg/metrics"
 	"github.com/railco/relay/pkg/topology"
 
+	"github.com/railco/relay/services/ingress/internal/admin"
+	"github.com/railco/relay/services/ingress/internal/apikey"
 	"github.com/railco/relay/services/ingress/internal/config"
 	"github.com/railco/relay/services/ingress/internal/connlimit"
 	"github.com/railco/relay/services/ingress/internal/httpapi"
 	"github.com/railco/relay/services/ingress/internal/metrics"
+	"github.com/railco/relay/services/ingress/internal/ratelimit"
 )
 
 // reclaimIdleAfter is how long a connection must have been idle before it is
@@ -33,13 +40,22 @@ import (
 // gets 503s. A flood's connections stay idle far longer.
 const reclaimIdleAfter = time.Second
 
+// Timeouts of the admin server: its clients are Prometheus and operators,
+// and a scrape's answer is larger than a registration's.
+const (
+	adminReadHeaderTimeout = 5 * time.Second
+	adminWriteTimeout      = 30 * time.Second
+	adminIdleTimeout       = time.Minute
+)
+
 // run serves until ctx ends, then shuts down gracefully and returns nil; it
 // returns an error when the configuration is invalid, the address cannot be
 // bound, or the broker's topology conflicts with ours.
 //
 // Shutdown order matters: stop accepting, wait for every in-flight request
 // to get its broker confirm and its answer, and only then close the broker
-// connection, which would fail confirms still on their way.
+// connection, which would fail confirms still on their way; the admin server
+// (metrics) goes last.
 func run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
 	cfg, err := config.Load(getenv)
 	if err != nil {
@@ -53,26 +69,74 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("configuration: AMQP_CA_FILE, AMQP_CLIENT_CERT_FILE, AMQP_CLIENT_KEY_FILE: %w", err)
 	}
+	adminToken, err := cfg.AdminBearer()
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
 	topo := topology.New(cfg.Topology)
 	pub := broker.NewPublisher(cfg.PublisherChannels)
 	queues := pkgmetrics.NewQueues(topo, cfg.Metrics.QueueInterval)
 	m := metrics.New(pub.Blocked, queues)
+	opts := []httpapi.Option{httpapi.WithObserver(m)}
+
+	var keys *apikey.File
+	if cfg.APIKeysFile == "" {
+		m.Clients(apikey.Anonymous)
+		log.Warn("INGRESS_API_KEYS_FILE is not set: the ingress is OPEN, anyone who can reach it may store registrations; set it to require API keys")
+	} else {
+		keys, err = apikey.Open(cfg.APIKeysFile, apikey.Options{Log: log, OnLoad: m.KeysReloaded})
+		if err != nil {
+			return fmt.Errorf("configuration: INGRESS_API_KEYS_FILE: %w", err)
+		}
+		m.Clients(keys.Current().Names()...)
+		m.KeysLoaded(keys.Current().Len())
+		log.Info("API keys loaded: registrations need Authorization: Bearer <key>", "file", keys.Path(),
+			"clients", keys.Current().Len(), "poll_interval", cfg.APIKeysPollInterval.String())
+		opts = append(opts, httpapi.WithAPIKeys(keys))
+	}
+	if cfg.RateLimit > 0 {
+		o := ratelimit.Options{Rate: cfg.RateLimit, Burst: cfg.RateBurst}
+		if keys != nil {
+			opts = append(opts, httpapi.WithClientRateLimit(ratelimit.New[string](o)))
+		} else {
+			opts = append(opts, httpapi.WithAddrRateLimit(ratelimit.New[netip.Addr](o)))
+		}
+	}
+
+	// SIGHUP reloads the keys; registered before listening, so that a
+	// SIGHUP sent once the ingress listens never ends it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
 	ln, err := pkgconfig.Listen(cfg.Addr, cfg.AddrFile)
 	if err != nil {
 		return fmt.Errorf("INGRESS_ADDR, INGRESS_ADDR_FILE: %w", err)
 	}
+	adminLn, err := pkgconfig.Listen(cfg.AdminAddr, cfg.AdminAddrFile)
+	if err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("INGRESS_ADMIN_ADDR, INGRESS_ADMIN_ADDR_FILE: %w", err)
+	}
 	// Each open connection costs memory, idle or not. At the limit, the
 	// connection idle the longest is closed to admit a new one, and when none
 	// has been idle for reclaimIdleAfter the new one is answered 503 at once:
-	// nobody waits for a slot.
+	// nobody waits for a slot. The admin address is not limited: a scrape
+	// during a flood shows the flood.
 	lim := connlimit.New(ln, connlimit.Options{
 		Max: cfg.MaxConnections, ReclaimAfter: reclaimIdleAfter, RetryAfter: cfg.RetryAfter, Observer: m, Log: log,
 	})
-	api := httpapi.New(cfg, pub, topo, log, httpapi.WithObserver(m), httpapi.WithMetrics(m.Handler()),
-		httpapi.WithConnState(lim.ConnState))
-	log.Info("ingress listening", "addr", lim.Addr().String(), "broker", broker.Redact(cfg.AMQPURL),
-		"exchange", topo.Exchange, "queue", topo.Queue, "max_connections", cfg.MaxConnections)
+	api := httpapi.New(cfg, pub, topo, log, append(opts, httpapi.WithConnState(lim.ConnState))...)
+	adminSrv := &http.Server{
+		Handler:           admin.Handler(m.Handler(), api, adminToken),
+		ReadHeaderTimeout: adminReadHeaderTimeout,
+		WriteTimeout:      adminWriteTimeout,
+		IdleTimeout:       adminIdleTimeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("ingress listening", "addr", lim.Addr().String(), "admin_addr", adminLn.Addr().String(),
+		"admin_token", adminToken != "", "api_keys", keys != nil, "rate_limit", cfg.RateLimit, "rate_burst", cfg.RateBurst,
+		"broker", broker.Redact(cfg.AMQPURL), "exchange", topo.Exchange, "queue", topo.Queue, "max_connections", cfg.MaxConnections)
 
 	// The broker loop does not follow ctx: it is stopped after the HTTP server
 	// has drained, below.
@@ -87,15 +151,34 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		return nil
 	})
 	g.Go(func() error {
+		if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve admin http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
 		<-gctx.Done() // a signal, or another part failed
 		log.Info("shutting down: draining in-flight requests", "timeout", cfg.ShutdownTimeout.String())
 		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 		defer cancel()
 		err := api.Shutdown(shutdownCtx)
 		stopBroker()
+		// The admin server last: while the public one drains, its /readyz
+		// says "shutting down" and its metrics show the drain.
+		err = errors.Join(err, adminSrv.Shutdown(shutdownCtx))
 		if err != nil {
 			return fmt.Errorf("shut down http: %w", err)
 		}
+		return nil
+	})
+	if keys != nil && cfg.APIKeysPollInterval > 0 {
+		g.Go(func() error {
+			keys.Watch(gctx, cfg.APIKeysPollInterval)
+			return nil
+		})
+	}
+	g.Go(func() error {
+		reloadOnSIGHUP(gctx, hup, keys, log)
 		return nil
 	})
 	g.Go(func() error {
@@ -114,6 +197,25 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	}
 	log.Info("ingress stopped")
 	return nil
+}
+
+// reloadOnSIGHUP reloads keys on every SIGHUP (hup) until ctx ends. A
+// reload that fails keeps the old keys (apikey.File logs it). Without keys a
+// SIGHUP is logged and ignored.
+func reloadOnSIGHUP(ctx context.Context, hup <-chan os.Signal, keys *apikey.File, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if keys == nil {
+				log.Info("SIGHUP: no INGRESS_API_KEYS_FILE to reload")
+				continue
+			}
+			log.Info("SIGHUP: reloading API keys", "file", keys.Path())
+			_ = keys.Reload() // a failure is logged, and the old keys stay
+		}
+	}
 }
 
 // session runs the ingress on one broker connection: declare the topology,

@@ -58,11 +58,12 @@ func (s *syncBuffer) String() string {
 
 // ingress is one run() in the background.
 type ingress struct {
-	url    string
-	addr   string
-	cancel context.CancelFunc
-	done   chan error // receives run's result once
-	logs   *syncBuffer
+	url      string // the public port
+	addr     string
+	adminURL string // the admin port
+	cancel   context.CancelFunc
+	done     chan error // receives run's result once
+	logs     *syncBuffer
 }
 
 // baseEnv is the environment of a test ingress on a topology of the test's own.
@@ -71,16 +72,18 @@ func baseEnv(t *testing.T) (map[string]string, topology.Config) {
 	tcfg := brokertest.Config(t)
 	t.Cleanup(func() { brokertest.DeleteTopology(t, topology.New(tcfg)) })
 	return map[string]string{
-		"INGRESS_ADDR":           "127.0.0.1:0",
-		"INGRESS_ADDR_FILE":      filepath.Join(t.TempDir(), "addr"),
-		"AMQP_URL":               brokertest.URL(),
-		"TOPOLOGY_PREFIX":        tcfg.Prefix,
-		"MAX_DELIVERY_ATTEMPTS":  fmt.Sprint(tcfg.MaxAttempts),
-		"RETRY_INITIAL_INTERVAL": tcfg.RetryInitial.String(),
-		"RETRY_MULTIPLIER":       fmt.Sprint(tcfg.RetryMultiplier),
-		"RETRY_MAX_INTERVAL":     tcfg.RetryMax.String(),
-		"QUEUE_DELIVERY_LIMIT":   fmt.Sprint(tcfg.DeliveryLimit),
-		"LOG_LEVEL":              "debug",
+		"INGRESS_ADDR":            "127.0.0.1:0",
+		"INGRESS_ADDR_FILE":       filepath.Join(t.TempDir(), "addr"),
+		"INGRESS_ADMIN_ADDR":      "127.0.0.1:0",
+		"INGRESS_ADMIN_ADDR_FILE": filepath.Join(t.TempDir(), "admin-addr"),
+		"AMQP_URL":                brokertest.URL(),
+		"TOPOLOGY_PREFIX":         tcfg.Prefix,
+		"MAX_DELIVERY_ATTEMPTS":   fmt.Sprint(tcfg.MaxAttempts),
+		"RETRY_INITIAL_INTERVAL":  tcfg.RetryInitial.String(),
+		"RETRY_MULTIPLIER":        fmt.Sprint(tcfg.RetryMultiplier),
+		"RETRY_MAX_INTERVAL":      tcfg.RetryMax.String(),
+		"QUEUE_DELIVERY_LIMIT":    fmt.Sprint(tcfg.DeliveryLimit),
+		"LOG_LEVEL":               "debug",
 	}, tcfg
 }
 
@@ -112,7 +115,9 @@ func start(t *testing.T, env map[string]string) *ingress {
 		}
 		b, err := os.ReadFile(env["INGRESS_ADDR_FILE"])
 		in.addr = string(b)
-		return err == nil
+		admin, adminErr := os.ReadFile(env["INGRESS_ADMIN_ADDR_FILE"])
+		in.adminURL = "http://" + string(admin)
+		return err == nil && adminErr == nil
 	})
 	if exited != nil {
 		t.Fatal(exited)
@@ -299,6 +304,11 @@ func TestRun_InvalidConfigurationFailsAtOnce(t *testing.T) {
 		{"negative connection limit", map[string]string{"INGRESS_MAX_CONNECTIONS": "-1"}, "INGRESS_MAX_CONNECTIONS"},
 		{"unbindable address", map[string]string{"INGRESS_ADDR": "256.0.0.1:0"}, "listen"},
 		{"unwritable address file", map[string]string{"INGRESS_ADDR": "127.0.0.1:0", "INGRESS_ADDR_FILE": "/nonexistent/dir/addr"}, "INGRESS_ADDR_FILE"},
+		{"unbindable admin address", map[string]string{"INGRESS_ADDR": "127.0.0.1:0", "INGRESS_ADMIN_ADDR": "256.0.0.1:0"}, "INGRESS_ADMIN_ADDR"},
+		{"unwritable admin address file", map[string]string{"INGRESS_ADDR": "127.0.0.1:0", "INGRESS_ADMIN_ADDR": "127.0.0.1:0", "INGRESS_ADMIN_ADDR_FILE": "/nonexistent/dir/addr"}, "INGRESS_ADMIN_ADDR_FILE"},
+		{"admin token twice", map[string]string{"INGRESS_ADMIN_TOKEN": "a", "INGRESS_ADMIN_TOKEN_FILE": "/run/t"}, "INGRESS_ADMIN_TOKEN_FILE"},
+		{"unreadable admin token file", map[string]string{"INGRESS_ADMIN_TOKEN_FILE": "/nonexistent/token"}, "INGRESS_ADMIN_TOKEN_FILE"},
+		{"negative rate limit", map[string]string{"INGRESS_RATE_LIMIT": "-5"}, "INGRESS_RATE_LIMIT"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,8 +3,16 @@
 package e2e
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -21,11 +29,29 @@ import (
 // data directory, so killing it never disturbs the shared broker on 5672.
 // It needs Debian's rabbitmq-server and root (the node runs as the rabbitmq
 // user, which must own its directory).
+//
+// Besides plain AMQP on port, the node serves AMQP over TLS on tlsPort,
+// asking every TLS client for a certificate of its CA (verify_peer,
+// fail_if_no_peer_cert), and the management API over https only, on
+// mgmtPort, with the same server certificate. Both cost the suite no extra
+// node start (and no measurable boot time).
 type privateBroker struct {
-	dir  string
-	node string
-	port int
-	env  []string
+	dir      string
+	node     string
+	port     int
+	tlsPort  int
+	mgmtPort int
+	certs    brokerCerts
+	env      []string
+}
+
+// brokerCerts are the PEM files of the node's TLS listener and of its
+// clients, all generated for the suite: one CA signs the server certificate
+// (localhost, 127.0.0.1) and one client certificate.
+type brokerCerts struct {
+	CA                    string // the CA certificate, trusted by both sides
+	ServerCert, ServerKey string
+	ClientCert, ClientKey string
 }
 
 var (
@@ -73,15 +99,39 @@ func startPrivateBroker() (*privateBroker, error) {
 	if err != nil {
 		return nil, err
 	}
+	tlsPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	mgmtPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
 	dist, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	b := &privateBroker{dir: dir, node: fmt.Sprintf("relaychaos%d@localhost", os.Getpid()), port: port}
+	certs, err := writeBrokerCerts(filepath.Join(dir, "tls"))
+	if err != nil {
+		return nil, fmt.Errorf("certificates: %w", err)
+	}
+	b := &privateBroker{dir: dir, node: fmt.Sprintf("relaychaos%d@localhost", os.Getpid()), port: port, tlsPort: tlsPort, mgmtPort: mgmtPort, certs: certs}
 	files := map[string]string{
-		"enabled_plugins": "[].\n",
+		"enabled_plugins": "[rabbitmq_management].\n",
 		// The system's rabbitmq.conf pins the listener to 5672; ours replaces it.
-		"rabbitmq.conf": fmt.Sprintf("listeners.tcp.local = 127.0.0.1:%d\n", port),
+		"rabbitmq.conf": fmt.Sprintf("listeners.tcp.local = 127.0.0.1:%d\n", port) +
+			fmt.Sprintf("listeners.ssl.local = 127.0.0.1:%d\n", tlsPort) +
+			"ssl_options.cacertfile = " + certs.CA + "\n" +
+			"ssl_options.certfile = " + certs.ServerCert + "\n" +
+			"ssl_options.keyfile = " + certs.ServerKey + "\n" +
+			"ssl_options.verify = verify_peer\n" +
+			"ssl_options.fail_if_no_peer_cert = true\n" +
+			// https only: a plain listener would take 15672, the shared broker's.
+			"management.ssl.ip = 127.0.0.1\n" +
+			fmt.Sprintf("management.ssl.port = %d\n", mgmtPort) +
+			"management.ssl.cacertfile = " + certs.CA + "\n" +
+			"management.ssl.certfile = " + certs.ServerCert + "\n" +
+			"management.ssl.keyfile = " + certs.ServerKey + "\n",
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
@@ -110,6 +160,18 @@ func startPrivateBroker() (*privateBroker, error) {
 // URL is the node's AMQP URL.
 func (b *privateBroker) URL() string { return fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", b.port) }
 
+// TLSURL is the node's amqps URL. The host is the name in the server
+// certificate; guest may log in because the connection comes from loopback.
+func (b *privateBroker) TLSURL() string {
+	return fmt.Sprintf("amqps://guest:guest@localhost:%d/", b.tlsPort)
+}
+
+// ManagementURL is the node's management API, https with the same server
+// certificate as the amqps listener.
+func (b *privateBroker) ManagementURL() string {
+	return fmt.Sprintf("https://localhost:%d", b.mgmtPort)
+}
+
 func (b *privateBroker) pidFile() string { return filepath.Join(b.dir, "rabbit.pid") }
 
 func (b *privateBroker) start() error {
@@ -125,7 +187,7 @@ func (b *privateBroker) start() error {
 	if out, err := wait.CombinedOutput(); err != nil {
 		return fmt.Errorf("rabbitmqctl wait: %v: %s\nlog: %s", err, out, b.logTail())
 	}
-	fmt.Printf("chaos: private RabbitMQ node %s up on port %d in %s\n", b.node, b.port, time.Since(started).Round(time.Millisecond))
+	fmt.Printf("chaos: private RabbitMQ node %s up on port %d (amqps %d, https management %d) in %s\n", b.node, b.port, b.tlsPort, b.mgmtPort, time.Since(started).Round(time.Millisecond))
 	return nil
 }
 
@@ -164,14 +226,22 @@ func (b *privateBroker) logTail() string {
 	return string(raw)
 }
 
-// ctl runs rabbitmqctl against the node.
-func (b *privateBroker) ctl(t *testing.T, args ...string) {
+// logged reports whether the node's log holds s.
+func (b *privateBroker) logged(s string) bool {
+	raw, _ := os.ReadFile(filepath.Join(b.dir, "log", b.node+".log"))
+	return strings.Contains(string(raw), s)
+}
+
+// ctl runs rabbitmqctl against the node and returns what it printed.
+func (b *privateBroker) ctl(t *testing.T, args ...string) []byte {
 	t.Helper()
 	cmd := exec.Command("rabbitmqctl", append([]string{"-n", b.node}, args...)...)
 	cmd.Env = b.env
-	if out, err := cmd.CombinedOutput(); err != nil {
+	out, err := cmd.CombinedOutput()
+	if err != nil {
 		t.Fatalf("rabbitmqctl %v: %v: %s", args, err, out)
 	}
+	return out
 }
 
 // stop shuts the node down cleanly and waits until its process has exited.
@@ -183,4 +253,105 @@ func (b *privateBroker) stop() error {
 	}
 	fmt.Println("chaos: RabbitMQ node stopped (rabbitmqctl stop)")
 	return nil
+}
+
+// writeBrokerCerts generates a CA, a server certificate for localhost and
+// 127.0.0.1 and a client certificate into dir. Keys are ECDSA P-256 in
+// PKCS#8 ("PRIVATE KEY"), which both Go and Erlang's ssl (OTP 25) read, and
+// 0600: the caller chowns dir to the user the node runs as.
+func writeBrokerCerts(dir string) (brokerCerts, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return brokerCerts{}, err
+	}
+	now := time.Now()
+	serial := int64(0)
+	issue := func(name string, tmpl *x509.Certificate, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, nil, err
+		}
+		serial++
+		tmpl.SerialNumber = big.NewInt(serial)
+		tmpl.Subject = pkix.Name{Organization: []string{"relay chaos suite"}, CommonName: name}
+		tmpl.NotBefore, tmpl.NotAfter = now.Add(-time.Hour), now.Add(24*time.Hour)
+		if parent == nil { // self-signed
+			parent, parentKey = tmpl, key
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", name, err)
+		}
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, nil, err
+		}
+		return cert, key, writePEMFiles(dir, name, der, key)
+	}
+	ca, caKey, err := issue("ca", &x509.Certificate{
+		IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}, nil, nil)
+	if err != nil {
+		return brokerCerts{}, err
+	}
+	if _, _, err := issue("server", &x509.Certificate{
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}, ca, caKey); err != nil {
+		return brokerCerts{}, err
+	}
+	if _, _, err := issue("client", &x509.Certificate{
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, ca, caKey); err != nil {
+		return brokerCerts{}, err
+	}
+	file := func(name string) string { return filepath.Join(dir, name) }
+	return brokerCerts{
+		CA:         file("ca.crt"),
+		ServerCert: file("server.crt"), ServerKey: file("server.key"),
+		ClientCert: file("client.crt"), ClientKey: file("client.key"),
+	}, nil
+}
+
+// writePEMFiles writes <name>.crt and <name>.key (0600) into dir.
+func writePEMFiles(dir, name string, der []byte, key *ecdsa.PrivateKey) error {
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, name+".key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+}
+
+// nodeConnection is one client connection as the node sees it.
+type nodeConnection struct {
+	SSL             bool   `json:"ssl"`
+	SSLProtocol     string `json:"ssl_protocol"`
+	PeerCertSubject string `json:"peer_cert_subject"`
+	// [[key, type, value], ...], connection_name among them
+	ClientProperties [][]any `json:"client_properties"`
+}
+
+// connections lists the node's client connections by connection_name.
+func (b *privateBroker) connections(t *testing.T) map[string]nodeConnection {
+	t.Helper()
+	raw := b.ctl(t, "list_connections", "ssl", "ssl_protocol", "peer_cert_subject", "client_properties", "--formatter", "json", "--quiet")
+	var list []nodeConnection
+	if err := json.Unmarshal(raw, &list); err != nil {
+		t.Fatalf("rabbitmqctl list_connections: %v: %s", err, raw)
+	}
+	out := make(map[string]nodeConnection, len(list))
+	for _, c := range list {
+		for _, p := range c.ClientProperties {
+			if len(p) == 3 && p[0] == "connection_name" {
+				name, _ := p[2].(string)
+				out[name] = c
+			}
+		}
+	}
+	return out
 }

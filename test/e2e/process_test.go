@@ -99,6 +99,11 @@ func start(t *testing.T, name string, env map[string]string, addrVar, addrFileVa
 		}
 		env[addrFileVar] = addrFile
 	}
+	// Operational ports on a free port, unless the test names one: several
+	// ingresses run at once, and beside a developer's make run.
+	if name == "ingress" && env["INGRESS_ADMIN_ADDR"] == "" {
+		env["INGRESS_ADMIN_ADDR"] = "127.0.0.1:0"
+	}
 	for k, v := range env {
 		p.cmd.Env = append(p.cmd.Env, k+"="+v)
 	}

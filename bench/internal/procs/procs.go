@@ -43,16 +43,20 @@ type Spec struct {
 	AddrVar, AddrFileVar string
 	// ReadyPath is polled with GET until it answers 200.
 	ReadyPath string
+	// AdminAddrVar and AdminAddrFileVar, when set, do the same for the
+	// operational address (/metrics), which becomes Process.AdminAddr.
+	AdminAddrVar, AdminAddrFileVar string
 }
 
 // Process is one running service.
 type Process struct {
-	Name string
-	Addr string // host:port it listens on
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error // exit status, once done is closed
-	log  string
+	Name      string
+	Addr      string // host:port it listens on
+	AdminAddr string // host:port of its operational endpoints, when Spec names them; else Addr
+	cmd       *exec.Cmd
+	done      chan struct{}
+	err       error // exit status, once done is closed
+	log       string
 
 	mu      sync.Mutex
 	peakRSS int64 // bytes, sampled
@@ -77,6 +81,11 @@ func Start(ctx context.Context, binDir, logDir string, spec Spec, interval time.
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	cmd.Env = append(cmd.Env, spec.AddrVar+"=127.0.0.1:0", spec.AddrFileVar+"="+addrFile)
+	adminFile := ""
+	if spec.AdminAddrVar != "" {
+		adminFile = addrFile + ".admin"
+		cmd.Env = append(cmd.Env, spec.AdminAddrVar+"=127.0.0.1:0", spec.AdminAddrFileVar+"="+adminFile)
+	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
@@ -91,6 +100,16 @@ func Start(ctx context.Context, binDir, logDir string, spec Spec, interval time.
 	if err := p.waitReady(ctx, addrFile, spec.ReadyPath); err != nil {
 		p.Kill()
 		return nil, err
+	}
+	p.AdminAddr = p.Addr
+	if adminFile != "" {
+		// Written before the service is ready: it binds every listener first.
+		b, err := os.ReadFile(adminFile)
+		if err != nil || len(b) == 0 {
+			p.Kill()
+			return nil, fmt.Errorf("%s is ready but wrote no admin address to %s", spec.Name, adminFile)
+		}
+		p.AdminAddr = strings.TrimSpace(string(b))
 	}
 	return p, nil
 }

@@ -92,13 +92,13 @@ func (r *Runner) connectionFlood(ctx context.Context) error {
 	}
 	f.PeakMiB = mib(ing.Mem().Peak)
 	f.Alive = held.Alive()
-	if v, ok := scrape(ing.Addr, "relay_ingress_connections_open"); ok {
+	if v, ok := scrape(ing.AdminAddr, "relay_ingress_connections_open"); ok {
 		f.Open = int(v) - 1 // less the scrape's own connection
 	}
-	if v, ok := scrape(ing.Addr, `relay_ingress_connections_shed_total{action="refused"}`); ok {
+	if v, ok := scrape(ing.AdminAddr, `relay_ingress_connections_shed_total{action="refused"}`); ok {
 		f.Refused = int(v)
 	}
-	if v, ok := scrape(ing.Addr, `relay_ingress_connections_shed_total{action="reclaimed"}`); ok {
+	if v, ok := scrape(ing.AdminAddr, `relay_ingress_connections_shed_total{action="reclaimed"}`); ok {
 		f.Reclaimed = int(v)
 	}
 	r.log.Info("flood held", "alive", f.Alive, "ingress_open", f.Open, "refused", f.Refused, "reclaimed", f.Reclaimed,

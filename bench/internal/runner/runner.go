@@ -211,6 +211,7 @@ func (r *Runner) startIngress(ctx context.Context, prefix string) (*procs.Proces
 	p, err := procs.Start(ctx, r.binDir, r.logDir, procs.Spec{
 		Name: "ingress", Env: env,
 		AddrVar: "INGRESS_ADDR", AddrFileVar: "INGRESS_ADDR_FILE", ReadyPath: "/readyz",
+		AdminAddrVar: "INGRESS_ADMIN_ADDR", AdminAddrFileVar: "INGRESS_ADMIN_ADDR_FILE",
 	}, memSample)
 	if err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	pkgconfig "github.com/railco/relay/pkg/config"
+	"github.com/railco/relay/services/catering-stub/internal/webhook"
 )
 
 // Defaults for every setting; they make `make run` work with no environment.
@@ -43,6 +44,11 @@ type Config struct {
 	Down bool
 	// Quiet turns off the per-request log line (STUB_QUIET); benchmarks need it.
 	Quiet bool
+	// SigningSecret, when set (STUB_SIGNING_SECRET: one or more "whsec_…",
+	// space-separated), makes the stub verify every /catering request's
+	// Standard Webhooks signature and answer 401 to a missing, wrong or
+	// stale one. Unset: nothing is checked.
+	SigningSecret Secret
 	// LogLevel is debug, info, warn or error (LOG_LEVEL).
 	LogLevel string
 	// LogFormat is json or text (LOG_FORMAT).
@@ -77,6 +83,7 @@ func Load(getenv pkgconfig.Getenv) (Config, error) {
 		ForceStatus:   l.Int("STUB_FORCE_STATUS", d.ForceStatus),
 		Down:          l.Bool("STUB_DOWN", d.Down),
 		Quiet:         l.Bool("STUB_QUIET", d.Quiet),
+		SigningSecret: Secret(l.String("STUB_SIGNING_SECRET", string(d.SigningSecret))),
 		LogLevel:      l.String("LOG_LEVEL", d.LogLevel),
 		LogFormat:     l.String("LOG_FORMAT", d.LogFormat),
 	}
@@ -107,6 +114,9 @@ func (c Config) Validate() error {
 	if c.Latency < 0 {
 		errs = append(errs, fmt.Errorf("STUB_LATENCY %v: must not be negative", c.Latency))
 	}
+	if _, err := webhook.NewVerifier(string(c.SigningSecret)); err != nil {
+		errs = append(errs, fmt.Errorf("STUB_SIGNING_SECRET: %w", err))
+	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		errs = append(errs, fmt.Errorf("LOG_LEVEL %q: want debug, info, warn or error", c.LogLevel))
@@ -118,6 +128,26 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Secret is a setting that must never be shown: printed or logged it says
+// only whether it is set.
+type Secret string
+
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// GoString keeps %#v from showing it.
+func (s Secret) GoString() string { return s.String() }
+
+// LogValue keeps slog from showing it.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalText keeps encoders (and slog's JSON of a whole Config) from showing it.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // IsFinalStatus reports whether code can end an HTTP exchange. 1xx codes are
 // excluded because net/http sends them as interim responses and then goes on

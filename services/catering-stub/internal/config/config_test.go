@@ -1,6 +1,8 @@
 package config_test
 
 import (
+	"fmt"
+	"log/slog"
 	"math"
 	"strings"
 	"testing"
@@ -42,6 +44,7 @@ func TestLoad_ReadsEveryVariable(t *testing.T) {
 		"STUB_FORCE_STATUS":   "429",
 		"STUB_DOWN":           "true",
 		"STUB_QUIET":          "1",
+		"STUB_SIGNING_SECRET": signingSecret,
 		"LOG_LEVEL":           "debug",
 		"LOG_FORMAT":          "text",
 	}))
@@ -57,6 +60,7 @@ func TestLoad_ReadsEveryVariable(t *testing.T) {
 		ForceStatus:   429,
 		Down:          true,
 		Quiet:         true,
+		SigningSecret: signingSecret,
 		LogLevel:      "debug",
 		LogFormat:     "text",
 	}
@@ -82,6 +86,8 @@ func TestLoad_RejectsBadValues(t *testing.T) {
 		{"quiet not a bool", "STUB_QUIET", "shh"},
 		{"unknown log level", "LOG_LEVEL", "loud"},
 		{"unknown log format", "LOG_FORMAT", "xml"},
+		{"signing secret without whsec_", "STUB_SIGNING_SECRET", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
+		{"signing secret too short", "STUB_SIGNING_SECRET", "whsec_c2hvcnQ="},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -92,7 +98,27 @@ func TestLoad_RejectsBadValues(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.key) {
 				t.Fatalf("Load(%s=%q) error %q does not name the variable", tt.key, tt.value, err)
 			}
+			if strings.HasPrefix(tt.key, "STUB_SIGNING") && strings.Contains(err.Error(), strings.TrimPrefix(tt.value, "whsec_")) {
+				t.Fatalf("error %q shows the secret", err)
+			}
 		})
+	}
+}
+
+const signingSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+func TestConfig_NeverShowsTheSigningSecret(t *testing.T) {
+	c := config.Default()
+	c.SigningSecret = signingSecret + " " + signingSecret
+	var logged strings.Builder
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("config", "config", c)
+	for _, shown := range []string{fmt.Sprintf("%v", c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c), logged.String()} {
+		if strings.Contains(shown, "MfKQ9r8G") {
+			t.Errorf("the secret shows: %s", shown)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("two valid secrets: %v", err)
 	}
 }
 

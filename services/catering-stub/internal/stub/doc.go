@@ -6,12 +6,15 @@
 // every message was delivered exactly once from the backend's point of view
 // even when the relay delivered it more than once. A Mode injects failures
 // (random or forced statuses, added latency, dropped connections) and can be
-// changed at run time through /admin/mode.
+// changed at run time through /admin/mode. Given the signing secret, it
+// checks every delivery's Standard Webhooks signature first, as a real
+// backend would (package webhook), and answers 401 with the reason to a
+// missing, wrong or stale one.
 //
 // Routes:
 //
-//	POST   /catering         record a delivery (subject to the Mode)
-//	GET    /received         {"count","deliveries","failed","items"}; ?key=K for one record
+//	POST   /catering         record a delivery (subject to the Mode and the signature check)
+//	GET    /received         {"count","deliveries","failed","unauthorized"(if any),"items"}; ?key=K for one record
 //	DELETE /received         forget everything
 //	GET    /admin/mode       the current Mode
 //	PUT    /admin/mode       change the fields present in the body

@@ -19,6 +19,10 @@ type Record struct {
 	Body string `json:"body"`
 	// ContentType is the latest request's Content-Type header.
 	ContentType string `json:"contentType"`
+	// Signature is the outcome of checking the latest request's signature:
+	// "valid", or absent when the stub checks none (no STUB_SIGNING_SECRET).
+	// Requests with a bad one are refused, so never recorded.
+	Signature string `json:"signature,omitempty"`
 	// FirstReceivedAt is when the first successful request for the key arrived.
 	FirstReceivedAt time.Time `json:"firstReceivedAt"`
 	// LastReceivedAt is when the latest successful request for the key arrived.
@@ -35,6 +39,8 @@ type Delivery struct {
 	Body []byte
 	// ContentType is the Content-Type header.
 	ContentType string
+	// Signature is the outcome of its signature check; empty when none was made.
+	Signature string
 	// At is when the request arrived.
 	At time.Time
 }
@@ -47,6 +53,10 @@ type Snapshot struct {
 	Deliveries int `json:"deliveries"`
 	// Failed is the number of requests that got no success answer.
 	Failed int `json:"failed"`
+	// Unauthorized is the number of those refused with 401 for their
+	// signature (missing, wrong or stale); absent while it is 0, so that the
+	// answer of a stub that checks no signature is as before.
+	Unauthorized int `json:"unauthorized,omitempty"`
 	// Items holds one Record per key, in order of first arrival.
 	Items []Record `json:"items"`
 }
@@ -55,11 +65,12 @@ type Snapshot struct {
 // method takes one mutex for a map lookup and an append, which is cheap
 // enough for the thousands of requests per second the benchmarks send.
 type Recorder struct {
-	mu         sync.Mutex
-	byKey      map[string]*Record
-	order      []*Record
-	deliveries int
-	failed     int
+	mu           sync.Mutex
+	byKey        map[string]*Record
+	order        []*Record
+	deliveries   int
+	failed       int
+	unauthorized int
 	// generated numbers keys for requests without one; it survives Reset so a
 	// key seen before a reset is never handed out again afterwards.
 	generated uint64
@@ -93,6 +104,7 @@ func (r *Recorder) Record(d Delivery) string {
 	rec.Deliveries++
 	rec.Body = body
 	rec.ContentType = d.ContentType
+	rec.Signature = d.Signature
 	rec.LastReceivedAt = d.At
 	return key
 }
@@ -101,6 +113,14 @@ func (r *Recorder) Record(d Delivery) string {
 func (r *Recorder) Fail() {
 	r.mu.Lock()
 	r.failed++
+	r.mu.Unlock()
+}
+
+// Unauthorized counts a request refused for its signature (also a failure).
+func (r *Recorder) Unauthorized() {
+	r.mu.Lock()
+	r.failed++
+	r.unauthorized++
 	r.mu.Unlock()
 }
 
@@ -123,7 +143,7 @@ func (r *Recorder) Snapshot() Snapshot {
 	for i, rec := range r.order {
 		items[i] = *rec
 	}
-	return Snapshot{Count: len(r.order), Deliveries: r.deliveries, Failed: r.failed, Items: items}
+	return Snapshot{Count: len(r.order), Deliveries: r.deliveries, Failed: r.failed, Unauthorized: r.unauthorized, Items: items}
 }
 
 // Reset forgets all records and zeroes the counters.
@@ -134,4 +154,5 @@ func (r *Recorder) Reset() {
 	r.order = nil
 	r.deliveries = 0
 	r.failed = 0
+	r.unauthorized = 0
 }

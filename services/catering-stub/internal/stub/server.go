@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/railco/relay/services/catering-stub/internal/webhook"
 )
 
 const (
@@ -44,14 +46,18 @@ type Options struct {
 	Quiet bool
 	// Logger receives request lines and errors; nil discards them.
 	Logger *slog.Logger
+	// Verifier, when set, checks every /catering request's signature: a
+	// missing, wrong or stale one is answered 401 and not recorded.
+	Verifier *webhook.Verifier
 }
 
 // Server is the stub's HTTP server. It is safe for concurrent use; the mode
 // may be changed while requests are in flight and applies from the next one.
 type Server struct {
-	echo *echo.Echo
-	rec  *Recorder
-	log  *slog.Logger
+	echo     *echo.Echo
+	rec      *Recorder
+	log      *slog.Logger
+	verifier *webhook.Verifier // nil checks nothing
 
 	// mode is read on every request without a lock; modeMu only serialises
 	// writers so that two concurrent patches do not lose each other's fields.
@@ -69,7 +75,7 @@ func New(opts Options) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{echo: echo.New(), rec: NewRecorder(), log: log}
+	s := &Server{echo: echo.New(), rec: NewRecorder(), log: log, verifier: opts.Verifier}
 	m := opts.Mode
 	s.mode.Store(&m)
 
@@ -144,6 +150,17 @@ func (s *Server) catering(c echo.Context) error {
 		s.rec.Fail()
 		return drop(c)
 	}
+	// Like a real backend: who sent it is settled before anything else is
+	// done with it.
+	signature := ""
+	if s.verifier != nil {
+		if err := s.verifier.Verify(req.Header, body); err != nil {
+			s.rec.Unauthorized()
+			c.Set(logOutcomeAttr, "signature refused")
+			return fmt.Errorf("%w: %w", errUnauthorized, err)
+		}
+		signature = "valid"
+	}
 	if m.Latency > 0 {
 		if err := sleep(req.Context(), m.Latency); err != nil {
 			s.rec.Fail()
@@ -167,6 +184,7 @@ func (s *Server) catering(c echo.Context) error {
 		Attempt:     attempt(req),
 		Body:        body,
 		ContentType: req.Header.Get(echo.HeaderContentType),
+		Signature:   signature,
 		At:          time.Now(),
 	})
 	c.Set(logKeyAttr, key)
@@ -266,6 +284,8 @@ var (
 	errBadRequest = errors.New("bad request")
 	// errNotFound marks lookups of something the stub never saw.
 	errNotFound = errors.New("not found")
+	// errUnauthorized marks a request whose signature does not verify.
+	errUnauthorized = errors.New("webhook signature refused")
 )
 
 // handleError is the one place where errors become HTTP statuses.
@@ -286,6 +306,8 @@ func (s *Server) handleError(err error, c echo.Context) {
 		status = http.StatusBadRequest
 	case errors.Is(err, errNotFound):
 		status = http.StatusNotFound
+	case errors.Is(err, errUnauthorized):
+		status = http.StatusUnauthorized
 	case errors.As(err, &httpErr):
 		status, msg = httpErr.Code, fmt.Sprint(httpErr.Message)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

@@ -7,7 +7,8 @@
 // probe at growing intervals, and closes as soon as a probe succeeds.
 //
 // Evidence of an outage is either a run of Threshold consecutive failures to
-// reach the backend at all (refused, unresolvable, reset), or a share of at
+// reach the backend at all (refused, unresolvable, reset) or to be let in
+// (401, 403: relay's credentials refused), or a share of at
 // least FailureRate failed answers (5xx, timeouts) among the last Window
 // answered attempts, spanning at least MinMessages different messages. A
 // backend that fails some requests (20% 500s, say) keeps delivering, with the
@@ -55,11 +56,15 @@ const (
 	None        Failure = iota // delivered, or refused for reasons of the message (4xx)
 	Unreachable                // no answer at all: refused, unresolvable, reset
 	Failed                     // an answer that says the backend is unwell: 5xx, timeout
+	// Refused: the backend refused relay's credentials (401, 403). Like
+	// Unreachable, a run of them opens the breaker: nothing gets through
+	// until the configuration is fixed.
+	Refused
 )
 
 // Options configure a Breaker.
 type Options struct {
-	Threshold     int           // consecutive Unreachable attempts that open it
+	Threshold     int           // consecutive Unreachable or Refused attempts that open it
 	Window        int           // answered attempts the failure rate is taken over
 	FailureRate   float64       // share of Failed in a full Window that opens it; 0 turns the rule off
 	MinMessages   int           // distinct messages the Failed ones of the Window must span
@@ -77,7 +82,7 @@ type Breaker struct {
 
 	mu       sync.Mutex
 	state    State
-	run      int           // consecutive Unreachable attempts
+	run      int           // consecutive Unreachable or Refused attempts
 	window   []answer      // the last answered attempts, a ring
 	next     int           // where the next answer goes in window
 	seen     int           // answers in window, up to its length
@@ -181,7 +186,7 @@ func (b *Breaker) Record(id string, f Failure, probe bool, cause string) {
 		return // attempts that started before it opened, or a probe's rivals
 	}
 	switch f {
-	case Unreachable:
+	case Unreachable, Refused:
 		b.run++
 		if b.run >= b.opts.Threshold {
 			b.trip(cause)

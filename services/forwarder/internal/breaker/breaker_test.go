@@ -68,6 +68,8 @@ func TestBreaker_Opens(t *testing.T) {
 		{"5xx across three messages", []string{"a", "b", "c", "a", "b"}, breaker.Failed, breaker.Open},
 		{"5xx, four failures only", []string{"a", "b", "c", "d"}, breaker.Failed, breaker.Closed},
 		{"unreachable, one message", []string{"a", "a", "a", "a", "a"}, breaker.Unreachable, breaker.Open},
+		{"credentials refused (401/403)", []string{"a", "b", "a", "b", "a"}, breaker.Refused, breaker.Open},
+		{"credentials refused, four only", []string{"a", "b", "c", "d"}, breaker.Refused, breaker.Closed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -112,17 +114,28 @@ func TestBreaker_FlakyBackendKeepsDelivering(t *testing.T) {
 	}
 }
 
-// An answer resets the run of unreachable attempts.
+// An answer resets the run of unreachable (or refused) attempts: one message
+// refused while others go through never pauses delivery.
 func TestBreaker_AnswerResetsTheUnreachableRun(t *testing.T) {
-	b, _ := newBreaker(t, time.Hour)
-	for i := range 40 {
-		b.Record("x", breaker.Unreachable, false, "reset")
-		if i%4 == 3 {
-			b.Record("ok", breaker.None, false, "")
+	for _, f := range []breaker.Failure{breaker.Unreachable, breaker.Refused} {
+		b, _ := newBreaker(t, time.Hour)
+		for i := range 40 {
+			b.Record("x", f, false, "reset")
+			if i%4 == 3 {
+				b.Record("ok", breaker.None, false, "")
+			}
+		}
+		if s := b.State(); s != breaker.Closed {
+			t.Errorf("failure %d: state %v, want closed: never 5 in a row", f, s)
 		}
 	}
-	if s := b.State(); s != breaker.Closed {
-		t.Errorf("state %v, want closed: never 5 unreachable in a row", s)
+	// Unreachable and refused attempts make one run.
+	b, _ := newBreaker(t, time.Hour)
+	for i := range 5 {
+		b.Record("x", []breaker.Failure{breaker.Unreachable, breaker.Refused}[i%2], false, "mixed")
+	}
+	if s := b.State(); s != breaker.Open {
+		t.Errorf("state %v after unreachable and refused attempts in a row, want open", s)
 	}
 }
 

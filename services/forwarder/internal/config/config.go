@@ -4,7 +4,10 @@ package config
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/railco/relay/pkg/broker"
@@ -14,6 +17,7 @@ import (
 	"github.com/railco/relay/pkg/tlsconfig"
 	"github.com/railco/relay/pkg/topology"
 	"github.com/railco/relay/services/forwarder/internal/breaker"
+	"github.com/railco/relay/services/forwarder/internal/signing"
 )
 
 // Config is everything the forwarder reads from its environment, loaded once.
@@ -21,7 +25,9 @@ type Config struct {
 	AMQPURL           string
 	BrokerTLS         tlsconfig.Files // AMQP_CA_FILE, AMQP_CLIENT_CERT_FILE, AMQP_CLIENT_KEY_FILE (amqps)
 	ManagementURL     string          // RABBITMQ_MANAGEMENT_URL: "" derives it from AMQP_URL, "off" turns it off
-	Endpoint          string          // CATERING_SERVICE_EP
+	Endpoint          string          // CATERING_SERVICE_EP; may hold a password: show it through RedactURL
+	BackendTLS        tlsconfig.Files // CATERING_CA_FILE, CATERING_CLIENT_CERT_FILE, CATERING_CLIENT_KEY_FILE (https)
+	SigningSecret     Secret          // CATERING_SIGNING_SECRET: "whsec_…" secrets, space-separated; empty: unsigned
 	Concurrency       int
 	Prefetch          int
 	DeliveryTimeout   time.Duration
@@ -29,6 +35,7 @@ type Config struct {
 	PublishTimeout    time.Duration
 	PublisherChannels int
 	AdminAddr         string
+	AdminToken        Secret // FORWARDER_ADMIN_TOKEN or the content of FORWARDER_ADMIN_TOKEN_FILE; empty: open
 	Breaker           breaker.Options
 	HoldMax           time.Duration
 	LogLevel          string
@@ -45,8 +52,47 @@ type Config struct {
 const consumerTimeout = 30 * time.Minute
 
 // DefaultNonRetryable are the statuses that mean "this request will never
-// succeed as it is": retrying them only delays the dead letter.
-var DefaultNonRetryable = []int{400, 401, 403, 404, 405, 409, 410, 413, 415, 422}
+// succeed as it is": retrying them only delays the dead letter. 401 and 403
+// are not among them and cannot be: they say the backend refused relay's
+// credentials, a configuration problem that pauses delivery
+// (forwarder.Policy), not a verdict on the message.
+var DefaultNonRetryable = []int{400, 404, 405, 409, 410, 413, 415, 422}
+
+// MinAdminToken is the shortest FORWARDER_ADMIN_TOKEN accepted.
+const MinAdminToken = 16
+
+// Secret is a setting that must never be shown: printed, logged or
+// marshalled it says only whether it is set.
+type Secret string
+
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// GoString keeps %#v from showing it.
+func (s Secret) GoString() string { return s.String() }
+
+// LogValue keeps slog from showing it.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalText keeps encoders from showing it.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// RedactURL returns raw without its password, for logs and errors. A value
+// that does not parse as a URL is not shown if it could hold one.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err == nil {
+		return u.Redacted()
+	}
+	if strings.Contains(raw, "@") {
+		return "(not shown: unparseable, and it may hold a password)"
+	}
+	return raw
+}
 
 // Load reads the configuration through getenv and validates it.
 func Load(getenv config.Getenv) (Config, error) {
@@ -56,6 +102,8 @@ func Load(getenv config.Getenv) (Config, error) {
 		BrokerTLS:         broker.LoadTLSFiles(l),
 		ManagementURL:     l.String("RABBITMQ_MANAGEMENT_URL", ""),
 		Endpoint:          l.String("CATERING_SERVICE_EP", "http://localhost:8280/catering"),
+		BackendTLS:        loadBackendTLS(l),
+		SigningSecret:     Secret(l.String("CATERING_SIGNING_SECRET", "")),
 		Concurrency:       l.Int("FORWARDER_CONCURRENCY", 16),
 		DeliveryTimeout:   l.Duration("DELIVERY_TIMEOUT", 10*time.Second),
 		NonRetryable:      l.IntSet("NON_RETRY_STATUS_CODES", DefaultNonRetryable),
@@ -83,17 +131,63 @@ func Load(getenv config.Getenv) (Config, error) {
 	// finds its next message already here instead of waiting a round trip
 	// for it (measured: +30% at 16 and 64 workers against a 20 ms backend).
 	c.Prefetch = l.Int("FORWARDER_PREFETCH", 2*c.Concurrency)
-	if err := l.Err(); err != nil {
+	token, tokenErr := adminToken(l.String("FORWARDER_ADMIN_TOKEN", ""), l.String("FORWARDER_ADMIN_TOKEN_FILE", ""))
+	c.AdminToken = token
+	if err := errors.Join(l.Err(), tokenErr); err != nil {
 		return Config{}, err
 	}
 	return c, c.Validate()
 }
 
+// loadBackendTLS reads the files of the TLS towards the backend (with an
+// https CATERING_SERVICE_EP).
+func loadBackendTLS(l *config.Loader) tlsconfig.Files {
+	return tlsconfig.Files{
+		CA:   l.String("CATERING_CA_FILE", ""),
+		Cert: l.String("CATERING_CLIENT_CERT_FILE", ""),
+		Key:  l.String("CATERING_CLIENT_KEY_FILE", ""),
+	}
+}
+
+// adminToken is the token given inline or in a file (a mounted Kubernetes
+// secret, say), without surrounding white space. Its errors never show it.
+func adminToken(inline, file string) (Secret, error) {
+	switch {
+	case file == "":
+		return Secret(inline), nil
+	case inline != "":
+		return "", errors.New("FORWARDER_ADMIN_TOKEN and FORWARDER_ADMIN_TOKEN_FILE: set one, not both")
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("FORWARDER_ADMIN_TOKEN_FILE: %w", err)
+	}
+	token := strings.TrimSpace(string(b))
+	if token == "" {
+		return "", fmt.Errorf("FORWARDER_ADMIN_TOKEN_FILE: %s is empty", file)
+	}
+	return Secret(token), nil
+}
+
 // Validate reports every setting that cannot work.
 func (c Config) Validate() error {
 	var errs []error
-	if u, err := url.Parse(c.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("CATERING_SERVICE_EP %q must be an http(s) URL", c.Endpoint))
+	u, perr := url.Parse(c.Endpoint)
+	if perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("CATERING_SERVICE_EP %q must be an http(s) URL", RedactURL(c.Endpoint)))
+	}
+	if err := c.BackendTLS.Validate("CATERING"); err != nil {
+		errs = append(errs, err)
+	}
+	if c.BackendTLS.Set() && perr == nil && u.Scheme != "https" {
+		// Else the CA would never be asked and the client certificate never sent.
+		errs = append(errs, errors.New("CATERING_CA_FILE, CATERING_CLIENT_CERT_FILE, CATERING_CLIENT_KEY_FILE need an https CATERING_SERVICE_EP"))
+	}
+	if _, err := signing.New(string(c.SigningSecret)); err != nil {
+		errs = append(errs, fmt.Errorf("CATERING_SIGNING_SECRET: %w", err))
+	}
+	if t := string(c.AdminToken); t != "" && (len(t) < MinAdminToken || strings.ContainsFunc(t, func(r rune) bool { return r <= ' ' || r == 0x7f })) {
+		errs = append(errs, fmt.Errorf("FORWARDER_ADMIN_TOKEN, FORWARDER_ADMIN_TOKEN_FILE: want a token of at least %d characters, without spaces or control characters", MinAdminToken))
 	}
 	if _, err := brokeradmin.New(c.AMQPURL, c.ManagementURL); err != nil && !errors.Is(err, brokeradmin.ErrOff) {
 		errs = append(errs, fmt.Errorf("AMQP_URL, RABBITMQ_MANAGEMENT_URL: %w", err))
@@ -119,8 +213,14 @@ func (c Config) Validate() error {
 	for code := range c.NonRetryable {
 		// 1xx and 3xx answers mean a misconfigured backend, which pauses
 		// delivery like an outage (forwarder.Policy); they never dead-letter.
-		if code < 400 || code > 599 {
+		switch {
+		case code < 400 || code > 599:
 			errs = append(errs, fmt.Errorf("NON_RETRY_STATUS_CODES: %d is not a 4xx or 5xx status", code))
+		case code == 401 || code == 403:
+			// The backend refusing relay's credentials says nothing about
+			// the message: dead-lettering would empty the queue into the
+			// dead letters over a wrong secret or certificate.
+			errs = append(errs, fmt.Errorf("NON_RETRY_STATUS_CODES: %d cannot be non-retryable: it means the backend refused relay's credentials (CATERING_SIGNING_SECRET, client certificate, password), which pauses delivery instead of dead-lettering", code))
 		}
 	}
 	if c.Breaker.Threshold < 1 {

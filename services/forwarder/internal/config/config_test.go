@@ -1,6 +1,10 @@
 package config_test
 
 import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,13 +26,16 @@ func TestLoad_Defaults(t *testing.T) {
 		c.Topology.RetryMax != 10*time.Minute || c.Metrics.QueueInterval != 10*time.Second {
 		t.Errorf("defaults: %+v", c)
 	}
-	for _, code := range []int{400, 401, 403, 404, 405, 409, 410, 413, 415, 422} {
+	for _, code := range []int{400, 404, 405, 409, 410, 413, 415, 422} {
 		if !c.NonRetryable[code] {
 			t.Errorf("%d not in the default NON_RETRY_STATUS_CODES", code)
 		}
 	}
-	if len(c.NonRetryable) != 10 {
-		t.Errorf("default non-retryable set has %d codes, want 10", len(c.NonRetryable))
+	if len(c.NonRetryable) != 8 {
+		t.Errorf("default non-retryable set has %d codes, want 8", len(c.NonRetryable))
+	}
+	if c.SigningSecret != "" || c.AdminToken != "" || c.BackendTLS.Set() {
+		t.Errorf("signing, admin token or backend TLS on by default: %+v", c)
 	}
 }
 
@@ -57,6 +64,16 @@ func TestLoad_Invalid(t *testing.T) {
 		"BREAKER_HOLD_MAX":            {"BREAKER_HOLD_MAX": "45m"},
 		"BREAKER_HOLD_MAX ×":          {"BREAKER_HOLD_MAX": "12m", "FORWARDER_CONCURRENCY": "4", "FORWARDER_PREFETCH": "12"},
 		"QUEUE_METRICS_INTERVAL":      {"QUEUE_METRICS_INTERVAL": "100ms"},
+		"NON_RETRY_STATUS_CODES: 401": {"NON_RETRY_STATUS_CODES": "400,401"},
+		"NON_RETRY_STATUS_CODES: 403": {"NON_RETRY_STATUS_CODES": "403"},
+		"refused relay's credentials": {"NON_RETRY_STATUS_CODES": "401"},
+		"CATERING_SIGNING_SECRET":     {"CATERING_SIGNING_SECRET": "not-a-whsec-secret"},
+		"secret 2 of 2":               {"CATERING_SIGNING_SECRET": signingSecret + " whsec_c2hvcnQ="},
+		"CATERING_CLIENT_CERT_FILE":   {"CATERING_SERVICE_EP": "https://x/", "CATERING_CLIENT_CERT_FILE": "/c.pem"},
+		"need an https":               {"CATERING_CA_FILE": "/ca.pem"},
+		"FORWARDER_ADMIN_TOKEN":       {"FORWARDER_ADMIN_TOKEN": "short"},
+		"FORWARDER_ADMIN_TOKEN_FILE":  {"FORWARDER_ADMIN_TOKEN_FILE": "/nonexistent/token"},
+		"set one, not both":           {"FORWARDER_ADMIN_TOKEN": adminToken, "FORWARDER_ADMIN_TOKEN_FILE": "/nonexistent/token"},
 	}
 	for name, env := range tests {
 		if _, err := load(env); err == nil || !strings.Contains(err.Error(), name) {
@@ -87,5 +104,84 @@ func TestLoad_ScheduledRedrive(t *testing.T) {
 	}
 	if _, err := load(map[string]string{"DEAD_LETTER_REDRIVE_INTERVAL": "-1m"}); err == nil {
 		t.Error("a negative interval passed validation")
+	}
+}
+
+const (
+	signingSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	adminToken    = "forwarder-admin-token-0123456789"
+)
+
+func TestLoad_Security(t *testing.T) {
+	c, err := load(map[string]string{
+		"CATERING_SERVICE_EP":       "https://relay:pw@catering.example/c",
+		"CATERING_SIGNING_SECRET":   signingSecret + " " + signingSecret,
+		"CATERING_CA_FILE":          "/ca.pem",
+		"CATERING_CLIENT_CERT_FILE": "/c.pem",
+		"CATERING_CLIENT_KEY_FILE":  "/k.pem",
+		"FORWARDER_ADMIN_TOKEN":     adminToken,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(c.SigningSecret) != signingSecret+" "+signingSecret || string(c.AdminToken) != adminToken ||
+		c.BackendTLS.CA != "/ca.pem" || c.BackendTLS.Cert != "/c.pem" || c.BackendTLS.Key != "/k.pem" {
+		t.Errorf("loaded %+v", c)
+	}
+
+	file := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte(adminToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err = load(map[string]string{"FORWARDER_ADMIN_TOKEN_FILE": file})
+	if err != nil || string(c.AdminToken) != adminToken {
+		t.Errorf("token from file: %q, %v", c.AdminToken, err)
+	}
+}
+
+// The secrets of a configuration never show, printed or logged, and a
+// refused configuration's errors name the variable, not its secret value,
+// nor the endpoint's password. (The URLs are plain strings: they are shown
+// through RedactURL.)
+func TestConfig_NeverShowsSecrets(t *testing.T) {
+	env := map[string]string{
+		"CATERING_SERVICE_EP":     "https://relay:endpoint-pw@catering.example/c",
+		"CATERING_SIGNING_SECRET": signingSecret,
+		"FORWARDER_ADMIN_TOKEN":   adminToken,
+	}
+	c, err := load(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Endpoint, c.AMQPURL = "", ""
+	var logged strings.Builder
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("config", "config", c, "token", c.AdminToken)
+	shown := map[string]string{
+		"%v": fmt.Sprintf("%v", c), "%+v": fmt.Sprintf("%+v", c), "%#v": fmt.Sprintf("%#v", c),
+		"slog": logged.String(), "RedactURL": config.RedactURL(env["CATERING_SERVICE_EP"]),
+	}
+	// Refused configurations: their errors name the variable, not the value.
+	for _, bad := range []map[string]string{
+		{"CATERING_SERVICE_EP": "ftp://relay:endpoint-pw@catering.example/c"},
+		{"CATERING_SERVICE_EP": "http://relay:endpoint-pw@cater ing.example:x/c"},
+		{"CATERING_SIGNING_SECRET": "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
+		{"CATERING_SIGNING_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8I"},
+		{"FORWARDER_ADMIN_TOKEN": "token with spaces inside"},
+	} {
+		_, err := load(bad)
+		if err == nil {
+			t.Fatalf("%v accepted", bad)
+		}
+		shown[fmt.Sprint(bad)] = err.Error()
+	}
+	for how, s := range shown {
+		for _, secret := range []string{"endpoint-pw", "MfKQ9r8GKYqrTwjUPD8I", adminToken, "spaces inside"} {
+			if strings.Contains(s, secret) {
+				t.Errorf("%s shows %q: %s", how, secret, s)
+			}
+		}
+	}
+	if !strings.Contains(shown["RedactURL"], "relay:xxxxx@catering.example") {
+		t.Errorf("RedactURL = %q, want the user kept and the password masked", shown["RedactURL"])
 	}
 }

@@ -3,18 +3,22 @@ package delivery
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/railco/relay/services/forwarder/internal/signing"
 )
 
 // Request is one delivery attempt of one message.
@@ -36,32 +40,65 @@ type Result struct {
 // Client delivers to one endpoint. It is safe for concurrent use.
 type Client struct {
 	endpoint string
+	shown    string // endpoint without its password, for error texts; "" when it has none
 	http     *http.Client
+	signer   *signing.Signer
+	now      func() time.Time
 }
 
 // maxErrorBody is how much of a failed answer's body is kept for the dead letter.
 const maxErrorBody = 1024
 
-// NewClient returns a Client for endpoint keeping up to conns idle connections
-// (one per worker, so a busy worker never dials).
+// Options configure a Client.
+type Options struct {
+	Endpoint string // CATERING_SERVICE_EP; its user and password, if any, go out as basic authentication
+	Conns    int    // idle connections kept: one per worker, so a busy worker never dials
+	// TLS is the transport's TLS configuration (CATERING_CA_FILE, client
+	// certificate); nil: the system's roots and no client certificate.
+	TLS *tls.Config
+	// Signer signs every attempt (CATERING_SIGNING_SECRET); nil sends no
+	// signature headers.
+	Signer *signing.Signer
+	// Now is the clock of webhook-timestamp; nil is time.Now.
+	Now func() time.Time
+}
+
+// NewClient returns an unsigned Client for endpoint with the default TLS
+// settings, keeping up to conns idle connections.
+func NewClient(endpoint string, conns int) *Client {
+	return New(Options{Endpoint: endpoint, Conns: conns})
+}
+
+// New returns a Client.
 //
 // It never follows redirects: a 302 would turn the POST into a body-less GET
 // whose 200 looks like a delivery, and a 307 would send the registration and
 // its Idempotency-Key to whatever origin the Location names. A 3xx is an
 // answer like any other non-2xx (see Decide in package forwarder).
-func NewClient(endpoint string, conns int) *Client {
+func New(o Options) *Client {
 	transport := &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        conns,
-		MaxIdleConnsPerHost: conns,
+		TLSClientConfig:     o.TLS,
+		TLSHandshakeTimeout: 10 * time.Second,
+		MaxIdleConns:        o.Conns,
+		MaxIdleConnsPerHost: o.Conns,
 		IdleConnTimeout:     90 * time.Second,
-		ForceAttemptHTTP2:   true,
+		ForceAttemptHTTP2:   true, // also with our own TLSClientConfig
 	}
-	return &Client{endpoint: endpoint, http: &http.Client{
+	c := &Client{endpoint: o.Endpoint, signer: o.Signer, now: o.Now, http: &http.Client{
 		Transport:     transport,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if u, err := url.Parse(o.Endpoint); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			c.shown = u.Redacted()
+		}
+	}
+	return c
 }
 
 // Close releases idle connections.
@@ -96,14 +133,28 @@ func (c *Client) Deliver(ctx context.Context, r Request) Result {
 	if err != nil {
 		return Result{Err: &UnsendableError{Reason: "build request: " + err.Error()}}
 	}
-	req.Header["Content-Type"] = []string{"application/json"}
-	req.Header["Idempotency-Key"] = []string{r.ID}
-	req.Header["X-Delivery-Attempt"] = []string{strconv.Itoa(r.Attempt)}
-	req.Header["User-Agent"] = []string{"relay-forwarder/1"}
+	// The header values share one backing array: one allocation, not seven.
+	vals := new([7]string)
+	vals[0], vals[1], vals[2], vals[3] = "application/json", r.ID, strconv.Itoa(r.Attempt), "relay-forwarder/1"
+	req.Header["Content-Type"] = vals[0:1:1]
+	req.Header["Idempotency-Key"] = vals[1:2:2]
+	req.Header["X-Delivery-Attempt"] = vals[2:3:3]
+	req.Header["User-Agent"] = vals[3:4:4]
+	if c.signer != nil {
+		// Every attempt is signed anew, with its own time: a backend
+		// rejects stale timestamps (replays), and a retry can come hours later.
+		var scratch [256]byte
+		b, at := c.signer.AppendHeaders(scratch[:0], r.ID, c.now().Unix(), r.Body)
+		both := string(b) // timestamp and signature in one string, sliced
+		vals[4], vals[5], vals[6] = r.ID, both[:at], both[at:]
+		req.Header["Webhook-Id"] = vals[4:5:5]
+		req.Header["Webhook-Timestamp"] = vals[5:6:6]
+		req.Header["Webhook-Signature"] = vals[6:7:7]
+	}
 
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return Result{Err: err, Duration: time.Since(start)}
+		return Result{Err: c.redact(err), Duration: time.Since(start)}
 	}
 	defer resp.Body.Close()
 	// The transport bounds reading an answer's body by ctx, except a 101's,
@@ -133,6 +184,17 @@ func (c *Client) Deliver(ctx context.Context, r Request) Result {
 	}
 	res.Duration = time.Since(start)
 	return res
+}
+
+// redact takes the endpoint's password out of err: a *url.Error names the
+// request's URL, and its text ends up in logs and dead-letter headers.
+// (net/http masks it already; this does not depend on it.)
+func (c *Client) redact(err error) error {
+	var ue *url.Error
+	if c.shown != "" && errors.As(err, &ue) {
+		ue.URL = c.shown
+	}
+	return err
 }
 
 // writeWatch follows the transport's writing of the request. The transport

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/railco/relay/services/forwarder/internal/delivery"
+	"github.com/railco/relay/services/forwarder/internal/signing"
 )
 
 func TestDeliver_SendsHeadersAndBody(t *testing.T) {
@@ -296,19 +297,32 @@ func TestDeliver_InvalidIDIsUnsendable(t *testing.T) {
 	}
 }
 
+// BenchmarkDeliver measures one attempt, client and (in-process) server
+// together: unsigned, and signed with one and with two secrets.
 func BenchmarkDeliver(b *testing.B) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.WriteHeader(http.StatusAccepted)
 	}))
 	defer srv.Close()
-	c := delivery.NewClient(srv.URL, 1)
-	defer c.Close()
 	body := []byte(`{"passengerId":"241241d","class":"first"}`)
-	b.ReportAllocs()
-	for b.Loop() {
-		if res := c.Deliver(context.Background(), delivery.Request{ID: "k", Attempt: 1, Body: body}); res.Err != nil {
-			b.Fatal(res.Err)
-		}
+	for _, bb := range []struct {
+		name    string
+		secrets string
+	}{{"unsigned", ""}, {"signed", testSecret}, {"signed-2-secrets", testSecret + " " + otherSecret}} {
+		b.Run(bb.name, func(b *testing.B) {
+			signer, err := signing.New(bb.secrets)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c := delivery.New(delivery.Options{Endpoint: srv.URL, Conns: 1, Signer: signer})
+			defer c.Close()
+			b.ReportAllocs()
+			for b.Loop() {
+				if res := c.Deliver(context.Background(), delivery.Request{ID: "0193a7c2-7d2e-7cc0-b6a4-2b1f0d1e9f11", Attempt: 1, Body: body}); res.Err != nil {
+					b.Fatal(res.Err)
+				}
+			}
+		})
 	}
 }

@@ -159,9 +159,9 @@ func (f *Forwarder) Consume(ctx context.Context, conn *amqp.Connection) error {
 // cut short by ctx (shutdown): it finishes within DeliveryTimeout and its
 // outcome is recorded.
 func (f *Forwarder) Handle(ctx context.Context, d amqp.Delivery) {
-	// A message may be held (breaker open, a move that cannot be published)
-	// for HoldMax in all, then it goes back to the queue: the broker's
-	// consumer_timeout must never fire.
+	// A message may be held (breaker open, attempts not counted, a move that
+	// cannot be published) for HoldMax in all, then it goes back to the
+	// queue: the broker's consumer_timeout must never fire.
 	until := f.now().Add(f.opts.HoldMax)
 	id := messageID(d)
 	meta := envelope.Read(d)
@@ -177,6 +177,13 @@ func (f *Forwarder) Handle(ctx context.Context, d amqp.Delivery) {
 			f.giveBack(ctx, d, id, err, until)
 			return
 		}
+		// Uncounted attempts while the breaker stays closed (one message
+		// refused 401 while others go through, connections refused now and
+		// then) are bounded by HoldMax too, not only waits for the breaker.
+		if uncounted > 0 && !f.now().Before(until) {
+			f.giveBack(ctx, d, id, errHeldTooLong, until)
+			return
+		}
 		probe, err := f.brk.Acquire(ctx, max(until.Sub(f.now()), time.Nanosecond))
 		if err != nil {
 			f.giveBack(ctx, d, id, err, until)
@@ -184,14 +191,24 @@ func (f *Forwarder) Handle(ctx context.Context, d amqp.Delivery) {
 		}
 		a, res := f.attempt(d, id, number)
 		v := f.policy.Decide(res, number, probe)
-		f.brk.Record(id, v.Health, probe, a.Err)
+		cause := a.Err
+		if v.Cause != "" {
+			cause = v.Cause + "; " + a.Err // what is wrong, then what the backend said
+		}
+		f.brk.Record(id, v.Health, probe, cause)
 		f.obs.Result(resultLabel(res))
 		log := f.log.With("id", id, "attempt", a.Number, "status", res.Status, "duration_ms", res.Duration.Milliseconds(), "probe", probe)
 		if res.Location != "" {
 			log = log.With("location", res.Location)
 		}
 		if v.Action == Hold {
-			log.Info("attempt", "outcome", OutcomeNotCounted, "err", a.Err)
+			if v.Cause != "" {
+				// Relay's own configuration is wrong: said on every attempt,
+				// also when others get through and the breaker stays closed.
+				log.Warn("attempt", "outcome", OutcomeNotCounted, "cause", v.Cause, "err", a.Err)
+			} else {
+				log.Info("attempt", "outcome", OutcomeNotCounted, "err", a.Err)
+			}
 			f.obs.Outcome(OutcomeNotCounted)
 			continue
 		}
@@ -200,6 +217,10 @@ func (f *Forwarder) Handle(ctx context.Context, d amqp.Delivery) {
 		return
 	}
 }
+
+// errHeldTooLong is why a message tried again and again without its attempts
+// being counted goes back to the queue.
+var errHeldTooLong = errors.New("attempts not counted for BREAKER_HOLD_MAX")
 
 // Uncounted attempts are tried again at once the first time, then after a
 // growing pause: the breaker stops a real outage after a few failures, but a

@@ -39,7 +39,17 @@ type Verdict struct {
 	// Reason is the dead-letter reason (an envelope.Reason* constant) when
 	// Action is DeadLetter.
 	Reason string
+	// Cause, when set, says what is wrong for the log and the breaker (whose
+	// pause line shows it), in place of the attempt's error.
+	Cause string
 }
+
+// Causes of a Verdict: the backend's 401 or 403 is relay's configuration
+// problem, and the log must say where to look.
+const (
+	CauseUnauthorized = "backend refused relay's credentials (401): check CATERING_SIGNING_SECRET / client certificate"
+	CauseForbidden    = "backend refused relay's credentials (403): check CATERING_SIGNING_SECRET / client certificate"
+)
 
 // Policy holds the settings the decision depends on.
 type Policy struct {
@@ -58,6 +68,10 @@ type Policy struct {
 //
 //	result                              backend health  counted  action
 //	answered 2xx                        healthy         yes      ack
+//	answered 401 or 403                 refused         no       hold: relay's credentials (signature,
+//	                                                             client certificate, password) are
+//	                                                             wrong, not the message; a run of
+//	                                                             them opens the breaker like an outage
 //	answered 4xx in NonRetryable        healthy         yes      dead-letter (non-retryable)
 //	answered 408 or 429                 failed          yes      retry
 //	answered other 4xx                  healthy         yes      retry
@@ -73,6 +87,8 @@ type Policy struct {
 //	panicked (relay's bug)              healthy         yes      retry
 //
 // Then, in this order:
+//   - 401 and 403 are never dead-lettered, whatever NonRetryable says (the
+//     configuration refuses them there) and however many attempts were made;
 //   - a probe whose result is not healthy is not counted: hold (the breaker
 //     stays open and the message keeps its attempts);
 //   - a counted failure that would retry on the last attempt (attempt >=
@@ -83,6 +99,12 @@ func (p Policy) Decide(r delivery.Result, attempt int, probe bool) Verdict {
 	switch {
 	case kind == delivery.Unsendable:
 		return Verdict{Action: DeadLetter, Health: health, Reason: envelope.ReasonInvalidMessage}
+	case health == breaker.Refused:
+		cause := CauseUnauthorized
+		if r.Status == 403 {
+			cause = CauseForbidden
+		}
+		return Verdict{Action: Hold, Health: health, Cause: cause}
 	case health == breaker.Unreachable, probe && health != breaker.None:
 		return Verdict{Action: Hold, Health: health}
 	case kind == delivery.Answered && r.Err == nil && r.Status >= 200 && r.Status <= 299:
@@ -106,6 +128,8 @@ func healthOf(kind delivery.Kind, status int) breaker.Failure {
 		return breaker.None // the message's problem (or ours), no news about the backend
 	}
 	switch {
+	case status == 401, status == 403:
+		return breaker.Refused // not the message's fault: a configuration problem of relay's
 	case status == 408, status == 429:
 		return breaker.Failed // overloaded or too slow: a run of them pauses delivery rather than spending attempts
 	case status >= 200 && status <= 299, status >= 400 && status <= 499:

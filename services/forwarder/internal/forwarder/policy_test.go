@@ -36,13 +36,17 @@ var (
 // TestDecide lists every row of the delivery policy: result kind × probe ×
 // attempts left. MaxAttempts is 4; attempt 2 has attempts left, 4 is the last.
 func TestDecide(t *testing.T) {
-	p := forwarder.Policy{MaxAttempts: 4, NonRetryable: map[int]bool{422: true, 501: true, 302: true}}
+	// 401 and 403 are listed as non-retryable here although the
+	// configuration refuses them: Decide holds them anyway.
+	p := forwarder.Policy{MaxAttempts: 4, NonRetryable: map[int]bool{422: true, 501: true, 302: true, 401: true, 403: true}}
 	var (
 		ack         = forwarder.Verdict{Action: forwarder.Ack, Health: breaker.None}
 		retryOK     = forwarder.Verdict{Action: forwarder.Retry, Health: breaker.None}
 		retryFailed = forwarder.Verdict{Action: forwarder.Retry, Health: breaker.Failed}
 		holdFailed  = forwarder.Verdict{Action: forwarder.Hold, Health: breaker.Failed}
 		holdDown    = forwarder.Verdict{Action: forwarder.Hold, Health: breaker.Unreachable}
+		hold401     = forwarder.Verdict{Action: forwarder.Hold, Health: breaker.Refused, Cause: forwarder.CauseUnauthorized}
+		hold403     = forwarder.Verdict{Action: forwarder.Hold, Health: breaker.Refused, Cause: forwarder.CauseForbidden}
 		dead        = func(h breaker.Failure, reason string) forwarder.Verdict {
 			return forwarder.Verdict{Action: forwarder.DeadLetter, Health: h, Reason: reason}
 		}
@@ -79,6 +83,17 @@ func TestDecide(t *testing.T) {
 		{"307", answered(307), delivery.Answered, 2, false, retryFailed},
 		{"302, last attempt", redirected, delivery.Answered, 4, false, maxFailed},
 		{"302, probe", redirected, delivery.Answered, 2, true, holdFailed},
+		// 401, 403: the backend refused relay's credentials: relay's
+		// configuration problem, not the message's. Never counted, never
+		// dead-lettered (even listed as non-retryable, even on the last
+		// attempt); a run of them opens the breaker.
+		{"401", answered(401), delivery.Answered, 1, false, hold401},
+		{"401, last attempt", answered(401), delivery.Answered, 4, false, hold401},
+		{"401, past the last attempt", answered(401), delivery.Answered, 9, false, hold401},
+		{"401, probe", answered(401), delivery.Answered, 2, true, hold401},
+		{"403", answered(403), delivery.Answered, 2, false, hold403},
+		{"403, last attempt", answered(403), delivery.Answered, 4, false, hold403},
+		{"403, probe", answered(403), delivery.Answered, 2, true, hold403},
 		// 4xx: the message's problem; the backend is well.
 		{"422 non-retryable", answered(422), delivery.Answered, 2, false, nonRetryOK},
 		{"422 non-retryable, first attempt", answered(422), delivery.Answered, 1, false, nonRetryOK},
@@ -132,9 +147,14 @@ func TestDecide_ConfigDefaultsAreNonRetryable(t *testing.T) {
 		set[c] = true
 	}
 	p := forwarder.Policy{MaxAttempts: 4, NonRetryable: set}
-	for _, c := range []int{400, 401, 403, 404, 405, 409, 410, 413, 415, 422} {
+	for _, c := range []int{400, 404, 405, 409, 410, 413, 415, 422} {
 		if got := p.Decide(answered(c), 1, false); got.Action != forwarder.DeadLetter || got.Reason != envelope.ReasonNonRetryable {
 			t.Errorf("status %d: %+v, want dead-lettered as non-retryable", c, got)
+		}
+	}
+	for _, c := range []int{401, 403} {
+		if got := p.Decide(answered(c), 1, false); got.Action != forwarder.Hold {
+			t.Errorf("status %d: %+v, want held", c, got)
 		}
 	}
 }

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
+	"os"
+	"strings"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -39,26 +42,58 @@ const (
 // idle pools.
 const DefaultMaxConnections = 1024
 
+// DefaultAPIKeysPollInterval is how often INGRESS_API_KEYS_FILE is checked
+// for changes by default: a rotated key works within seconds, and reading
+// and hashing a small file every 5s costs nothing.
+const DefaultAPIKeysPollInterval = 5 * time.Second
+
+// minPollInterval keeps a mistyped INGRESS_API_KEYS_POLL_INTERVAL ("5ms")
+// from spinning on the file.
+const minPollInterval = 100 * time.Millisecond
+
+// Secret is a configuration value that must never be printed: it formats as
+// "[redacted]" (or "" when empty), in logs, errors and %+v alike.
+type Secret string
+
+// String implements fmt.Stringer.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// GoString implements fmt.GoStringer (%#v).
+func (s Secret) GoString() string { return `"` + s.String() + `"` }
+
 // Config is the ingress configuration. Load fills every field; Validate
 // checks them.
 type Config struct {
-	Addr              string          // INGRESS_ADDR: where the HTTP server listens
-	AddrFile          string          // INGRESS_ADDR_FILE: if set, the bound address is written there once listening
-	AMQPURL           string          // AMQP_URL
-	BrokerTLS         tlsconfig.Files // AMQP_CA_FILE, AMQP_CLIENT_CERT_FILE, AMQP_CLIENT_KEY_FILE (amqps)
-	PublishTimeout    time.Duration   // PUBLISH_TIMEOUT: how long a request waits for the broker's confirm
-	MaxBodyBytes      int             // MAX_BODY_BYTES: larger request bodies get 413
-	PublisherChannels int             // PUBLISHER_CHANNELS: confirm-mode channels per connection
-	MaxConnections    int             // INGRESS_MAX_CONNECTIONS: open client connections at most; 0: no limit
-	ReadTimeout       time.Duration   // INGRESS_READ_TIMEOUT: longest time to read one request, headers and body
-	WriteTimeout      time.Duration   // INGRESS_WRITE_TIMEOUT: longest time from a request's headers to the end of its answer
-	IdleTimeout       time.Duration   // INGRESS_IDLE_TIMEOUT: a keep-alive connection without a request is closed after this
-	ShutdownTimeout   time.Duration   // SHUTDOWN_TIMEOUT: how long shutdown waits for in-flight requests
-	RetryAfter        time.Duration   // RETRY_AFTER: told to clients in Retry-After on 503
-	LogLevel          string          // LOG_LEVEL
-	LogFormat         string          // LOG_FORMAT
-	Topology          topology.Config
-	Metrics           pkgmetrics.Config // QUEUE_METRICS_INTERVAL
+	Addr                string          // INGRESS_ADDR: where the HTTP server listens
+	AddrFile            string          // INGRESS_ADDR_FILE: if set, the bound address is written there once listening
+	AdminAddr           string          // INGRESS_ADMIN_ADDR: where /metrics (and the probes again) are served
+	AdminAddrFile       string          // INGRESS_ADMIN_ADDR_FILE: as INGRESS_ADDR_FILE, for the admin address
+	AdminToken          Secret          // INGRESS_ADMIN_TOKEN: if set, the admin address wants Authorization: Bearer <it>
+	AdminTokenFile      string          // INGRESS_ADMIN_TOKEN_FILE: the token read from this file instead
+	APIKeysFile         string          // INGRESS_API_KEYS_FILE: clients' "name:key" lines; unset: open to anyone
+	APIKeysPollInterval time.Duration   // INGRESS_API_KEYS_POLL_INTERVAL: how often the keys file is checked for changes; 0: on SIGHUP only
+	RateLimit           float64         // INGRESS_RATE_LIMIT: registrations per second per client; 0: no limit
+	RateBurst           int             // INGRESS_RATE_BURST: registrations a client may send at once; 0: one second's worth
+	AMQPURL             string          // AMQP_URL
+	BrokerTLS           tlsconfig.Files // AMQP_CA_FILE, AMQP_CLIENT_CERT_FILE, AMQP_CLIENT_KEY_FILE (amqps)
+	PublishTimeout      time.Duration   // PUBLISH_TIMEOUT: how long a request waits for the broker's confirm
+	MaxBodyBytes        int             // MAX_BODY_BYTES: larger request bodies get 413
+	PublisherChannels   int             // PUBLISHER_CHANNELS: confirm-mode channels per connection
+	MaxConnections      int             // INGRESS_MAX_CONNECTIONS: open client connections at most; 0: no limit
+	ReadTimeout         time.Duration   // INGRESS_READ_TIMEOUT: longest time to read one request, headers and body
+	WriteTimeout        time.Duration   // INGRESS_WRITE_TIMEOUT: longest time from a request's headers to the end of its answer
+	IdleTimeout         time.Duration   // INGRESS_IDLE_TIMEOUT: a keep-alive connection without a request is closed after this
+	ShutdownTimeout     time.Duration   // SHUTDOWN_TIMEOUT: how long shutdown waits for in-flight requests
+	RetryAfter          time.Duration   // RETRY_AFTER: told to clients in Retry-After on 503
+	LogLevel            string          // LOG_LEVEL
+	LogFormat           string          // LOG_FORMAT
+	Topology            topology.Config
+	Metrics             pkgmetrics.Config // QUEUE_METRICS_INTERVAL
 }
 
 // Load reads the configuration through getenv, using defaults for unset
@@ -74,23 +109,34 @@ type Config struct {
 func Load(getenv func(string) string) (Config, error) {
 	l := pkgconfig.NewLoader(getenv)
 	cfg := Config{
-		Addr:              l.String("INGRESS_ADDR", ":8290"),
-		AddrFile:          l.String("INGRESS_ADDR_FILE", ""),
-		AMQPURL:           l.String("AMQP_URL", "amqp://guest:guest@localhost:5672/"),
-		BrokerTLS:         broker.LoadTLSFiles(l),
-		PublishTimeout:    l.Duration("PUBLISH_TIMEOUT", 5*time.Second),
-		MaxBodyBytes:      l.Int("MAX_BODY_BYTES", 64<<10),
-		PublisherChannels: l.Int("PUBLISHER_CHANNELS", 4),
-		MaxConnections:    l.Int("INGRESS_MAX_CONNECTIONS", DefaultMaxConnections),
-		ReadTimeout:       l.Duration("INGRESS_READ_TIMEOUT", 10*time.Second),
-		WriteTimeout:      l.Duration("INGRESS_WRITE_TIMEOUT", 20*time.Second),
-		IdleTimeout:       l.Duration("INGRESS_IDLE_TIMEOUT", 30*time.Second),
-		ShutdownTimeout:   l.Duration("SHUTDOWN_TIMEOUT", 15*time.Second),
-		RetryAfter:        l.Duration("RETRY_AFTER", 5*time.Second),
-		LogLevel:          l.String("LOG_LEVEL", "info"),
-		LogFormat:         l.String("LOG_FORMAT", "json"),
-		Topology:          topology.LoadConfig(l),
-		Metrics:           pkgmetrics.LoadConfig(l),
+		Addr:                l.String("INGRESS_ADDR", ":8290"),
+		AddrFile:            l.String("INGRESS_ADDR_FILE", ""),
+		AdminAddr:           l.String("INGRESS_ADMIN_ADDR", ":8292"),
+		AdminAddrFile:       l.String("INGRESS_ADMIN_ADDR_FILE", ""),
+		AdminToken:          Secret(l.String("INGRESS_ADMIN_TOKEN", "")),
+		AdminTokenFile:      l.String("INGRESS_ADMIN_TOKEN_FILE", ""),
+		APIKeysFile:         l.String("INGRESS_API_KEYS_FILE", ""),
+		APIKeysPollInterval: l.Duration("INGRESS_API_KEYS_POLL_INTERVAL", DefaultAPIKeysPollInterval),
+		RateLimit:           l.Float("INGRESS_RATE_LIMIT", 0),
+		RateBurst:           l.Int("INGRESS_RATE_BURST", 0),
+		AMQPURL:             l.String("AMQP_URL", "amqp://guest:guest@localhost:5672/"),
+		BrokerTLS:           broker.LoadTLSFiles(l),
+		PublishTimeout:      l.Duration("PUBLISH_TIMEOUT", 5*time.Second),
+		MaxBodyBytes:        l.Int("MAX_BODY_BYTES", 64<<10),
+		PublisherChannels:   l.Int("PUBLISHER_CHANNELS", 4),
+		MaxConnections:      l.Int("INGRESS_MAX_CONNECTIONS", DefaultMaxConnections),
+		ReadTimeout:         l.Duration("INGRESS_READ_TIMEOUT", 10*time.Second),
+		WriteTimeout:        l.Duration("INGRESS_WRITE_TIMEOUT", 20*time.Second),
+		IdleTimeout:         l.Duration("INGRESS_IDLE_TIMEOUT", 30*time.Second),
+		ShutdownTimeout:     l.Duration("SHUTDOWN_TIMEOUT", 15*time.Second),
+		RetryAfter:          l.Duration("RETRY_AFTER", 5*time.Second),
+		LogLevel:            l.String("LOG_LEVEL", "info"),
+		LogFormat:           l.String("LOG_FORMAT", "json"),
+		Topology:            topology.LoadConfig(l),
+		Metrics:             pkgmetrics.LoadConfig(l),
+	}
+	if cfg.RateBurst == 0 && cfg.RateLimit > 0 && !math.IsInf(cfg.RateLimit, 0) {
+		cfg.RateBurst = int(math.Min(math.Ceil(cfg.RateLimit), math.MaxInt32)) // one second's worth
 	}
 	if err := l.Err(); err != nil {
 		// Report unparseable values together with the range problems of the rest.
@@ -99,11 +145,69 @@ func Load(getenv func(string) string) (Config, error) {
 	return cfg, cfg.Validate()
 }
 
+// AdminBearer returns the token the admin address wants: INGRESS_ADMIN_TOKEN,
+// or the content of INGRESS_ADMIN_TOKEN_FILE (surrounding white space
+// trimmed); "" for none. The error never holds the token.
+func (c Config) AdminBearer() (string, error) {
+	if c.AdminTokenFile == "" {
+		return string(c.AdminToken), nil
+	}
+	b, err := os.ReadFile(c.AdminTokenFile)
+	if err != nil {
+		return "", fmt.Errorf("INGRESS_ADMIN_TOKEN_FILE: %w", err)
+	}
+	token := strings.TrimSpace(string(b))
+	if err := checkToken(token); err != nil {
+		return "", fmt.Errorf("INGRESS_ADMIN_TOKEN_FILE %s: the token %w", c.AdminTokenFile, err)
+	}
+	return token, nil
+}
+
+// MinAdminToken is the shortest admin token accepted (as the forwarder's
+// FORWARDER_ADMIN_TOKEN): `openssl rand -hex 24` makes one of 48.
+const MinAdminToken = 16
+
+// checkToken accepts a token a client can send in one header line, long
+// enough not to be guessed.
+func checkToken(token string) error {
+	if token == "" {
+		return errors.New("is empty")
+	}
+	for i := range len(token) {
+		if token[i] <= ' ' || token[i] > '~' {
+			return errors.New("must be printable ASCII without spaces")
+		}
+	}
+	if len(token) < MinAdminToken {
+		return fmt.Errorf("must be at least %d characters long", MinAdminToken)
+	}
+	return nil
+}
+
 // Validate reports every setting the ingress cannot run with, joined.
 func (c Config) Validate() error {
 	var errs []error
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		errs = append(errs, fmt.Errorf("INGRESS_ADDR %q: want host:port, e.g. \":8290\"", c.Addr))
+	}
+	if _, port, err := net.SplitHostPort(c.AdminAddr); err != nil {
+		errs = append(errs, fmt.Errorf("INGRESS_ADMIN_ADDR %q: want host:port, e.g. \":8292\"", c.AdminAddr))
+	} else if c.AdminAddr == c.Addr && port != "0" {
+		errs = append(errs, errors.New("INGRESS_ADMIN_ADDR must differ from INGRESS_ADDR: the metrics stay off the public port"))
+	}
+	if c.AdminToken != "" && c.AdminTokenFile != "" {
+		errs = append(errs, errors.New("set INGRESS_ADMIN_TOKEN or INGRESS_ADMIN_TOKEN_FILE, not both"))
+	} else if err := checkToken(string(c.AdminToken)); c.AdminToken != "" && err != nil {
+		errs = append(errs, fmt.Errorf("INGRESS_ADMIN_TOKEN %w", err))
+	}
+	if c.APIKeysPollInterval != 0 && c.APIKeysPollInterval < minPollInterval {
+		errs = append(errs, fmt.Errorf("INGRESS_API_KEYS_POLL_INTERVAL must be 0 (on SIGHUP only) or at least %s", minPollInterval))
+	}
+	if !(c.RateLimit >= 0) || math.IsInf(c.RateLimit, 0) {
+		errs = append(errs, errors.New("INGRESS_RATE_LIMIT must be 0 (no limit) or a positive number of requests per second"))
+	}
+	if c.RateBurst < 0 {
+		errs = append(errs, errors.New("INGRESS_RATE_BURST must be 0 (one second's worth) or more"))
 	}
 	if _, err := amqp.ParseURI(c.AMQPURL); err != nil {
 		// url.Error repeats the URL, password included: keep only its cause.

@@ -1,6 +1,9 @@
 package config_test
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -37,22 +40,24 @@ func TestLoad_Defaults(t *testing.T) {
 		t.Fatalf("Load: %v", err)
 	}
 	want := config.Config{
-		Addr:              ":8290",
-		AddrFile:          "",
-		AMQPURL:           "amqp://guest:guest@localhost:5672/",
-		PublishTimeout:    5 * time.Second,
-		MaxBodyBytes:      65536,
-		PublisherChannels: 4,
-		MaxConnections:    1024,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      20 * time.Second,
-		IdleTimeout:       30 * time.Second,
-		ShutdownTimeout:   15 * time.Second,
-		RetryAfter:        5 * time.Second,
-		LogLevel:          "info",
-		LogFormat:         "json",
-		Topology:          sharedTopology(env(nil)),
-		Metrics:           pkgmetrics.Config{QueueInterval: 10 * time.Second},
+		Addr:                ":8290",
+		AddrFile:            "",
+		AdminAddr:           ":8292",
+		APIKeysPollInterval: 5 * time.Second,
+		AMQPURL:             "amqp://guest:guest@localhost:5672/",
+		PublishTimeout:      5 * time.Second,
+		MaxBodyBytes:        65536,
+		PublisherChannels:   4,
+		MaxConnections:      1024,
+		ReadTimeout:         10 * time.Second,
+		WriteTimeout:        20 * time.Second,
+		IdleTimeout:         30 * time.Second,
+		ShutdownTimeout:     15 * time.Second,
+		RetryAfter:          5 * time.Second,
+		LogLevel:            "info",
+		LogFormat:           "json",
+		Topology:            sharedTopology(env(nil)),
+		Metrics:             pkgmetrics.Config{QueueInterval: 10 * time.Second},
 	}
 	if got != want {
 		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
@@ -69,49 +74,63 @@ func TestLoad_Defaults(t *testing.T) {
 
 func TestLoad_Overrides(t *testing.T) {
 	vars := map[string]string{
-		"INGRESS_ADDR":            "127.0.0.1:0",
-		"INGRESS_ADDR_FILE":       "/tmp/addr",
-		"AMQP_URL":                "amqps://u:p@rabbit:5671/relay",
-		"PUBLISH_TIMEOUT":         "2s",
-		"MAX_BODY_BYTES":          "1024",
-		"PUBLISHER_CHANNELS":      "8",
-		"INGRESS_MAX_CONNECTIONS": "64",
-		"INGRESS_READ_TIMEOUT":    "3s",
-		"INGRESS_WRITE_TIMEOUT":   "6s",
-		"INGRESS_IDLE_TIMEOUT":    "90s",
-		"SHUTDOWN_TIMEOUT":        "30s",
-		"RETRY_AFTER":             "10s",
-		"LOG_LEVEL":               "debug",
-		"LOG_FORMAT":              "text",
-		"TOPOLOGY_PREFIX":         "test.x",
-		"MAX_DELIVERY_ATTEMPTS":   "6",
-		"RETRY_INITIAL_INTERVAL":  "200ms",
-		"RETRY_MULTIPLIER":        "2.5",
-		"RETRY_MAX_INTERVAL":      "1m",
-		"QUEUE_DELIVERY_LIMIT":    "50",
-		"QUEUE_METRICS_INTERVAL":  "0",
+		"INGRESS_ADDR":                   "127.0.0.1:0",
+		"INGRESS_ADDR_FILE":              "/tmp/addr",
+		"INGRESS_ADMIN_ADDR":             "127.0.0.1:9000",
+		"INGRESS_ADMIN_ADDR_FILE":        "/tmp/admin-addr",
+		"INGRESS_ADMIN_TOKEN":            "s3cret-admin-token",
+		"INGRESS_API_KEYS_FILE":          "/etc/relay/keys",
+		"INGRESS_API_KEYS_POLL_INTERVAL": "1s",
+		"INGRESS_RATE_LIMIT":             "2.5",
+		"INGRESS_RATE_BURST":             "10",
+		"AMQP_URL":                       "amqps://u:p@rabbit:5671/relay",
+		"PUBLISH_TIMEOUT":                "2s",
+		"MAX_BODY_BYTES":                 "1024",
+		"PUBLISHER_CHANNELS":             "8",
+		"INGRESS_MAX_CONNECTIONS":        "64",
+		"INGRESS_READ_TIMEOUT":           "3s",
+		"INGRESS_WRITE_TIMEOUT":          "6s",
+		"INGRESS_IDLE_TIMEOUT":           "90s",
+		"SHUTDOWN_TIMEOUT":               "30s",
+		"RETRY_AFTER":                    "10s",
+		"LOG_LEVEL":                      "debug",
+		"LOG_FORMAT":                     "text",
+		"TOPOLOGY_PREFIX":                "test.x",
+		"MAX_DELIVERY_ATTEMPTS":          "6",
+		"RETRY_INITIAL_INTERVAL":         "200ms",
+		"RETRY_MULTIPLIER":               "2.5",
+		"RETRY_MAX_INTERVAL":             "1m",
+		"QUEUE_DELIVERY_LIMIT":           "50",
+		"QUEUE_METRICS_INTERVAL":         "0",
 	}
 	got, err := config.Load(env(vars))
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
 	want := config.Config{
-		Addr:              "127.0.0.1:0",
-		AddrFile:          "/tmp/addr",
-		AMQPURL:           "amqps://u:p@rabbit:5671/relay",
-		PublishTimeout:    2 * time.Second,
-		MaxBodyBytes:      1024,
-		PublisherChannels: 8,
-		MaxConnections:    64,
-		ReadTimeout:       3 * time.Second,
-		WriteTimeout:      6 * time.Second,
-		IdleTimeout:       90 * time.Second,
-		ShutdownTimeout:   30 * time.Second,
-		RetryAfter:        10 * time.Second,
-		LogLevel:          "debug",
-		LogFormat:         "text",
-		Topology:          sharedTopology(env(vars)),
-		Metrics:           pkgmetrics.Config{QueueInterval: 0},
+		Addr:                "127.0.0.1:0",
+		AddrFile:            "/tmp/addr",
+		AdminAddr:           "127.0.0.1:9000",
+		AdminAddrFile:       "/tmp/admin-addr",
+		AdminToken:          "s3cret-admin-token",
+		APIKeysFile:         "/etc/relay/keys",
+		APIKeysPollInterval: time.Second,
+		RateLimit:           2.5,
+		RateBurst:           10,
+		AMQPURL:             "amqps://u:p@rabbit:5671/relay",
+		PublishTimeout:      2 * time.Second,
+		MaxBodyBytes:        1024,
+		PublisherChannels:   8,
+		MaxConnections:      64,
+		ReadTimeout:         3 * time.Second,
+		WriteTimeout:        6 * time.Second,
+		IdleTimeout:         90 * time.Second,
+		ShutdownTimeout:     30 * time.Second,
+		RetryAfter:          10 * time.Second,
+		LogLevel:            "debug",
+		LogFormat:           "text",
+		Topology:            sharedTopology(env(vars)),
+		Metrics:             pkgmetrics.Config{QueueInterval: 0},
 	}
 	if got != want {
 		t.Errorf("overrides:\n got %+v\nwant %+v", got, want)
@@ -160,6 +179,22 @@ func TestLoad_Errors(t *testing.T) {
 		{"topology multiplier", map[string]string{"RETRY_MULTIPLIER": "0.5"}, []string{"RETRY_MULTIPLIER must be at least 1"}},
 		{"topology delivery limit", map[string]string{"QUEUE_DELIVERY_LIMIT": "3"}, []string{"QUEUE_DELIVERY_LIMIT must be above MAX_DELIVERY_ATTEMPTS"}},
 		{"queue metrics interval", map[string]string{"QUEUE_METRICS_INTERVAL": "10ms"}, []string{"QUEUE_METRICS_INTERVAL must be 0 (off) or at least 1s"}},
+		{"admin addr without port", map[string]string{"INGRESS_ADMIN_ADDR": "localhost"}, []string{"INGRESS_ADMIN_ADDR", "host:port"}},
+		{"admin addr is the public addr", map[string]string{"INGRESS_ADDR": ":9000", "INGRESS_ADMIN_ADDR": ":9000"},
+			[]string{"INGRESS_ADMIN_ADDR must differ from INGRESS_ADDR"}},
+		{"both on port 0", map[string]string{"INGRESS_ADDR": "127.0.0.1:0", "INGRESS_ADMIN_ADDR": "127.0.0.1:0"}, nil},
+		{"admin token and token file", map[string]string{"INGRESS_ADMIN_TOKEN": "abc", "INGRESS_ADMIN_TOKEN_FILE": "/run/secrets/t"},
+			[]string{"set INGRESS_ADMIN_TOKEN or INGRESS_ADMIN_TOKEN_FILE, not both"}},
+		{"admin token with a space", map[string]string{"INGRESS_ADMIN_TOKEN": "two words two words"}, []string{"INGRESS_ADMIN_TOKEN must be printable ASCII"}},
+		{"admin token too short", map[string]string{"INGRESS_ADMIN_TOKEN": "short"}, []string{"INGRESS_ADMIN_TOKEN must be at least 16 characters"}},
+		{"keys poll interval too short", map[string]string{"INGRESS_API_KEYS_POLL_INTERVAL": "5ms"},
+			[]string{"INGRESS_API_KEYS_POLL_INTERVAL must be 0 (on SIGHUP only) or at least 100ms"}},
+		{"keys poll off", map[string]string{"INGRESS_API_KEYS_POLL_INTERVAL": "0"}, nil},
+		{"negative rate limit", map[string]string{"INGRESS_RATE_LIMIT": "-1"}, []string{"INGRESS_RATE_LIMIT must be 0 (no limit) or a positive number"}},
+		{"NaN rate limit", map[string]string{"INGRESS_RATE_LIMIT": "NaN"}, []string{"INGRESS_RATE_LIMIT must be 0"}},
+		{"infinite rate limit", map[string]string{"INGRESS_RATE_LIMIT": "+Inf"}, []string{"INGRESS_RATE_LIMIT must be 0"}},
+		{"unparseable rate limit", map[string]string{"INGRESS_RATE_LIMIT": "100/s"}, []string{`INGRESS_RATE_LIMIT="100/s"`, "not a number"}},
+		{"negative burst", map[string]string{"INGRESS_RATE_LIMIT": "10", "INGRESS_RATE_BURST": "-1"}, []string{"INGRESS_RATE_BURST must be 0"}},
 		{"all problems at once", map[string]string{"LOG_LEVEL": "loud", "LOG_FORMAT": "xml", "PUBLISHER_CHANNELS": "0", "RETRY_MULTIPLIER": "x"},
 			[]string{"LOG_LEVEL", "LOG_FORMAT", "PUBLISHER_CHANNELS", `RETRY_MULTIPLIER="x"`}},
 	}
@@ -195,6 +230,93 @@ func TestValidate_NeverLeaksAMQPPassword(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "s3cret") {
 				t.Errorf("error leaks the password: %v", err)
+			}
+		})
+	}
+}
+
+func TestLoad_RateBurstDefaultsToOneSecondsWorth(t *testing.T) {
+	tests := []struct {
+		rate, burst string
+		want        int
+	}{
+		{"", "", 0},       // no limit, no burst
+		{"100", "", 100},  // one second's worth
+		{"2.5", "", 3},    // rounded up
+		{"0.2", "", 1},    // at least one request
+		{"100", "20", 20}, // as set
+		{"100", "0", 100}, // 0 is the default
+		{"0", "50", 50},   // kept, unused
+	}
+	for _, tt := range tests {
+		t.Run(tt.rate+"/"+tt.burst, func(t *testing.T) {
+			cfg, err := config.Load(env(map[string]string{"INGRESS_RATE_LIMIT": tt.rate, "INGRESS_RATE_BURST": tt.burst}))
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if cfg.RateBurst != tt.want {
+				t.Errorf("RateBurst %d, want %d", cfg.RateBurst, tt.want)
+			}
+		})
+	}
+}
+
+func TestSecret_NeverPrinted(t *testing.T) {
+	cfg, err := config.Load(env(map[string]string{"INGRESS_ADMIN_TOKEN": "s3cret-admin-token"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []string{"%v", "%+v", "%#v", "%s"} {
+		if out := fmt.Sprintf(format, cfg); strings.Contains(out, "s3cret") {
+			t.Errorf("%s prints the admin token: %s", format, out)
+		}
+	}
+	if string(cfg.AdminToken) != "s3cret-admin-token" {
+		t.Errorf("AdminToken %q lost its value", string(cfg.AdminToken))
+	}
+}
+
+func TestAdminBearer(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name    string
+		env     map[string]string
+		want    string
+		wantErr string
+	}{
+		{"none", nil, "", ""},
+		{"from the variable", map[string]string{"INGRESS_ADMIN_TOKEN": "tok-1-0123456789abcdef"}, "tok-1-0123456789abcdef", ""},
+		{"from a file, newline trimmed", map[string]string{"INGRESS_ADMIN_TOKEN_FILE": write("t", "tok-2-0123456789abcdef\n")}, "tok-2-0123456789abcdef", ""},
+		{"too short in a file", map[string]string{"INGRESS_ADMIN_TOKEN_FILE": write("short", "Zq8x-short\n")}, "", "at least 16 characters"},
+		{"empty file", map[string]string{"INGRESS_ADMIN_TOKEN_FILE": write("empty", "\n")}, "", "is empty"},
+		{"two words", map[string]string{"INGRESS_ADMIN_TOKEN_FILE": write("words", "Zq8x Wv3\n")}, "", "printable ASCII"},
+		{"missing file", map[string]string{"INGRESS_ADMIN_TOKEN_FILE": filepath.Join(dir, "nope")}, "", "INGRESS_ADMIN_TOKEN_FILE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := config.Load(env(tt.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := cfg.AdminBearer()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("AdminBearer = %q, %v; want an error containing %q", got, err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "Zq8x") {
+					t.Errorf("error %q shows the token", err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("AdminBearer = %q, %v; want %q", got, err, tt.want)
 			}
 		})
 	}

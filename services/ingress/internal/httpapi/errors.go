@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -42,6 +44,20 @@ type notStoredError struct{ err error }
 func (e *notStoredError) Error() string { return "publish: " + e.err.Error() }
 func (e *notStoredError) Unwrap() error { return e.err }
 
+// authError: the request carries no known client's API key (reason:
+// authMissing, authMalformed or authInvalid).
+type authError struct{ reason string }
+
+func (e *authError) Error() string { return "API key " + e.reason }
+
+// rateLimitedError: the client is over its rate limit until retryIn has
+// passed.
+type rateLimitedError struct{ retryIn time.Duration }
+
+func (e *rateLimitedError) Error() string {
+	return "rate limit exceeded, retry in " + e.retryIn.String()
+}
+
 // errorBody is every error response.
 type errorBody struct {
 	Error  string            `json:"error"`
@@ -59,12 +75,15 @@ const (
 	outcomeBadKey     = "bad_idempotency_key"
 	outcomeNotStored  = "not_stored"
 	outcomeQueueFull  = "queue_full" // the broker refused it: the main queue is at its limit
-	outcomeRouting    = "no_route"   // 404, 405
+	outcomeNoKey      = "missing_api_key"
+	outcomeBadAuth    = "malformed_authorization"
+	outcomeWrongKey   = "invalid_api_key"
+	outcomeLimited    = "rate_limited"
+	outcomeRouting    = "no_route" // 404, 405
 	outcomeInternal   = "internal_error"
 	outcomeReady      = "ready"
 	outcomeNotReady   = "not_ready"
 	outcomeHealthy    = "ok"
-	outcomeScraped    = "scraped" // GET /metrics
 )
 
 // Error messages that do not come from the error itself: a client learns
@@ -74,11 +93,32 @@ const (
 	messageQueueFull      = "registration not stored: the queue is full (relay is behind on delivery), retry later"
 	messageInternal       = "internal error"
 	messageInvalidPayload = "invalid registration"
+	messageNoKey          = "missing API key: send Authorization: Bearer <key>"
+	messageBadAuth        = "malformed Authorization header: send Authorization: Bearer <key>"
+	messageWrongKey       = "invalid API key"
+	messageLimited        = "too many requests from this client, retry later"
 )
+
+// The WWW-Authenticate challenges of a 401 (RFC 6750 §3): no error code
+// when the request had no bearer token at all, else what was wrong with it.
+const (
+	challengeMissing   = `Bearer realm="relay"`
+	challengeMalformed = `Bearer realm="relay", error="invalid_request"`
+	challengeInvalid   = `Bearer realm="relay", error="invalid_token"`
+)
+
+// errorResponse is how a failed request is answered.
+type errorResponse struct {
+	status     int
+	body       errorBody
+	outcome    string
+	retryAfter string // Retry-After, seconds; "" for none
+	challenge  string // WWW-Authenticate; "" for none
+}
 
 // classify maps an error to its response. It is the only place that decides
 // an error's HTTP status.
-func classify(err error) (status int, body errorBody, outcome string) {
+func (s *Server) classify(err error) errorResponse {
 	var (
 		syntaxErr     *registration.SyntaxError
 		validationErr *registration.ValidationError
@@ -86,41 +126,66 @@ func classify(err error) (status int, body errorBody, outcome string) {
 		readErr       *bodyReadError
 		keyErr        *idempotencyKeyError
 		notStored     *notStoredError
+		authErr       *authError
+		limited       *rateLimitedError
 		httpErr       *echo.HTTPError
 	)
 	switch {
+	case errors.As(err, &authErr):
+		switch authErr.reason {
+		case authMissing:
+			return errorResponse{status: http.StatusUnauthorized, body: errorBody{Error: messageNoKey}, outcome: outcomeNoKey, challenge: challengeMissing}
+		case authMalformed:
+			// RFC 6750 suggests 400 for invalid_request; a 401 keeps every
+			// "no usable key" answer alike for clients, with the challenge.
+			return errorResponse{status: http.StatusUnauthorized, body: errorBody{Error: messageBadAuth}, outcome: outcomeBadAuth, challenge: challengeMalformed}
+		default:
+			return errorResponse{status: http.StatusUnauthorized, body: errorBody{Error: messageWrongKey}, outcome: outcomeWrongKey, challenge: challengeInvalid}
+		}
+	case errors.As(err, &limited):
+		return errorResponse{status: http.StatusTooManyRequests, body: errorBody{Error: messageLimited}, outcome: outcomeLimited,
+			retryAfter: retryAfterSeconds(limited.retryIn)}
 	case errors.As(err, &syntaxErr):
-		return http.StatusBadRequest, errorBody{Error: syntaxErr.Error()}, outcomeMalformed
+		return errorResponse{status: http.StatusBadRequest, body: errorBody{Error: syntaxErr.Error()}, outcome: outcomeMalformed}
 	case errors.As(err, &validationErr):
-		return http.StatusUnprocessableEntity, errorBody{Error: messageInvalidPayload, Fields: validationErr.Fields}, outcomeInvalid
+		return errorResponse{status: http.StatusUnprocessableEntity, body: errorBody{Error: messageInvalidPayload, Fields: validationErr.Fields}, outcome: outcomeInvalid}
 	case errors.Is(err, errUnsupportedMediaType):
-		return http.StatusUnsupportedMediaType, errorBody{Error: err.Error()}, outcomeMediaType
+		return errorResponse{status: http.StatusUnsupportedMediaType, body: errorBody{Error: err.Error()}, outcome: outcomeMediaType}
 	case errors.As(err, &tooLarge):
-		return http.StatusRequestEntityTooLarge, errorBody{Error: tooLarge.Error()}, outcomeTooLarge
+		return errorResponse{status: http.StatusRequestEntityTooLarge, body: errorBody{Error: tooLarge.Error()}, outcome: outcomeTooLarge}
 	case errors.As(err, &readErr):
-		return http.StatusBadRequest, errorBody{Error: "could not read the request body"}, outcomeUnreadable
+		return errorResponse{status: http.StatusBadRequest, body: errorBody{Error: "could not read the request body"}, outcome: outcomeUnreadable}
 	case errors.As(err, &keyErr):
-		return http.StatusBadRequest, errorBody{Error: keyErr.Error()}, outcomeBadKey
+		return errorResponse{status: http.StatusBadRequest, body: errorBody{Error: keyErr.Error()}, outcome: outcomeBadKey}
 	case errors.As(err, &notStored) && errors.Is(err, broker.ErrNacked):
 		// A nack is the broker refusing to store it, which for relay's
 		// queues means in practice that the main queue is at its length
 		// limit (overflow reject-publish): back-pressure, not an outage.
-		return http.StatusServiceUnavailable, errorBody{Error: messageQueueFull}, outcomeQueueFull
+		return errorResponse{status: http.StatusServiceUnavailable, body: errorBody{Error: messageQueueFull}, outcome: outcomeQueueFull, retryAfter: s.retryAfter}
 	case errors.As(err, &notStored):
-		return http.StatusServiceUnavailable, errorBody{Error: messageNotStored}, outcomeNotStored
+		return errorResponse{status: http.StatusServiceUnavailable, body: errorBody{Error: messageNotStored}, outcome: outcomeNotStored, retryAfter: s.retryAfter}
 	case errors.As(err, &httpErr):
 		msg, ok := httpErr.Message.(string)
 		if !ok {
 			msg = http.StatusText(httpErr.Code)
 		}
-		outcome := outcomeRouting
+		r := errorResponse{status: httpErr.Code, body: errorBody{Error: msg}, outcome: outcomeRouting}
 		if httpErr.Code >= 500 {
-			outcome = outcomeInternal
+			r.outcome = outcomeInternal
 		}
-		return httpErr.Code, errorBody{Error: msg}, outcome
+		if httpErr.Code == http.StatusServiceUnavailable {
+			r.retryAfter = s.retryAfter
+		}
+		return r
 	default:
-		return http.StatusInternalServerError, errorBody{Error: messageInternal}, outcomeInternal
+		return errorResponse{status: http.StatusInternalServerError, body: errorBody{Error: messageInternal}, outcome: outcomeInternal}
 	}
+}
+
+// retryAfterSeconds is d as a Retry-After value: whole seconds, rounded up,
+// at least 1 (0 would invite an immediate retry that fails again).
+func retryAfterSeconds(d time.Duration) string {
+	return strconv.FormatInt(max(1, int64((d+time.Second-1)/time.Second)), 10)
 }
 
 // handleError is echo's HTTPErrorHandler: it answers every failed request.
@@ -130,12 +195,16 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	status, body, outcome := classify(err)
-	info.outcome = outcome
-	if status == http.StatusServiceUnavailable {
-		c.Response().Header().Set("Retry-After", s.retryAfter)
+	r := s.classify(err)
+	info.outcome = r.outcome
+	h := c.Response().Header()
+	if r.retryAfter != "" {
+		h.Set("Retry-After", r.retryAfter)
 	}
-	if err := c.JSON(status, body); err != nil {
+	if r.challenge != "" {
+		h.Set(echo.HeaderWWWAuthenticate, r.challenge)
+	}
+	if err := c.JSON(r.status, r.body); err != nil {
 		s.log.Debug("write error response", "err", err)
 	}
 }

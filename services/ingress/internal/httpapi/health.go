@@ -19,13 +19,6 @@ type readiness struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// serveMetrics serves the Prometheus metrics.
-func (s *Server) serveMetrics(c echo.Context) error {
-	infoOf(c).outcome = outcomeScraped
-	s.metrics.ServeHTTP(c.Response(), c.Request())
-	return nil
-}
-
 // healthz answers while the process serves HTTP at all (liveness).
 func (s *Server) healthz(c echo.Context) error {
 	infoOf(c).outcome = outcomeHealthy

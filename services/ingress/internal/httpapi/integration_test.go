@@ -29,7 +29,7 @@ type stack struct {
 	pub  *broker.Publisher
 }
 
-func newStack(t *testing.T) *stack {
+func newStack(t *testing.T, opts ...httpapi.Option) *stack {
 	t.Helper()
 	conn := brokertest.Dial(t)
 	tcfg := brokertest.Config(t)
@@ -43,7 +43,7 @@ func newStack(t *testing.T) *stack {
 	cfg := testConfig(t)
 	cfg.Topology = tcfg
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	ts := httptest.NewServer(httpapi.New(cfg, pub, topo, log))
+	ts := httptest.NewServer(httpapi.New(cfg, pub, topo, log, opts...))
 	t.Cleanup(ts.Close)
 	return &stack{url: ts.URL, conn: conn, topo: topo, pub: pub}
 }

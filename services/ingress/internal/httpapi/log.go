@@ -12,6 +12,7 @@ import (
 // requestInfo collects what the request log line reports.
 type requestInfo struct {
 	id      string
+	client  string // the API key's client, "anonymous" without keys; "" before (or without) authentication
 	outcome string
 	err     error
 }
@@ -43,12 +44,15 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		status := c.Response().Status
 		took := time.Since(start)
 		s.obs.Answered(status, info.outcome)
+		if info.client != "" {
+			s.obs.ClientAnswered(info.client, status)
+		}
 		if req.Method == http.MethodPost && req.URL.Path == pathRegister {
 			s.obs.Registration(took)
 		}
 		level := slog.LevelInfo
 		switch {
-		case req.URL.Path == "/healthz" || req.URL.Path == "/readyz" || req.URL.Path == pathMetrics:
+		case req.URL.Path == "/healthz" || req.URL.Path == "/readyz":
 			level = slog.LevelDebug // a 503 from /readyz is an answer, not a failure
 		case status >= http.StatusInternalServerError:
 			level = slog.LevelWarn
@@ -56,15 +60,18 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		if !s.log.Enabled(context.Background(), level) {
 			return nil
 		}
-		attrs := []slog.Attr{
+		attrs := append(make([]slog.Attr, 0, 8), // room for all: one allocation
 			slog.String("method", req.Method),
 			slog.String("path", req.URL.Path),
 			slog.Int("status", status),
 			slog.Duration("duration", took),
 			slog.String("outcome", info.outcome),
-		}
+		)
 		if info.id != "" {
 			attrs = append(attrs, slog.String("id", info.id))
+		}
+		if info.client != "" {
+			attrs = append(attrs, slog.String("client", info.client))
 		}
 		if level == slog.LevelWarn && info.err != nil {
 			attrs = append(attrs, slog.Any("err", info.err))

@@ -2,7 +2,6 @@ package httpapi_test
 
 import (
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -22,6 +21,27 @@ type recorder struct {
 	answered      []string
 	registrations int
 	confirms      int
+	clients       []string // "client status"
+	authFailures  []string
+	rateLimited   []string
+}
+
+func (r *recorder) ClientAnswered(client string, status int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.clients = append(r.clients, fmt.Sprintf("%s %d", client, status))
+}
+
+func (r *recorder) AuthFailed(reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.authFailures = append(r.authFailures, reason)
+}
+
+func (r *recorder) RateLimited(client string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.rateLimited = append(r.rateLimited, client)
 }
 
 func (r *recorder) Answered(status int, outcome string) {
@@ -46,46 +66,42 @@ func (r *recorder) Confirmed(took time.Duration) {
 	}
 }
 
-func TestServer_TellsTheObserverAndServesMetrics(t *testing.T) {
+func TestServer_TellsTheObserver(t *testing.T) {
 	cfg := testConfig(t)
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	obs := &recorder{}
-	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		_, _ = io.WriteString(w, "relay_test 1\n")
-	})
-	srv := httpapi.New(cfg, &fakePublisher{ready: true}, topology.New(cfg.Topology), log,
-		httpapi.WithObserver(obs), httpapi.WithMetrics(metrics))
+	srv := httpapi.New(cfg, &fakePublisher{ready: true}, topology.New(cfg.Topology), log, httpapi.WithObserver(obs))
 
 	serve(t, srv, request(seedBody(t)))
 	serve(t, srv, request([]byte(`{`)))
 	serve(t, srv, request(seedBody(t), "Content-Type", "<unset>", "Content-Type", "text/plain"))
 	serve(t, srv, httptest.NewRequest(http.MethodGet, "/readyz", nil))
-	rec := httptest.NewRecorder()
-	srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	if rec.Code != http.StatusOK || rec.Body.String() != "relay_test 1\n" {
-		t.Errorf("GET /metrics: %d %q, want 200 and the handler's body", rec.Code, rec.Body)
-	}
 
 	obs.mu.Lock()
 	defer obs.mu.Unlock()
-	want := "202 accepted, 400 malformed_json, 415 unsupported_media_type, 200 ready, 200 scraped"
+	want := "202 accepted, 400 malformed_json, 415 unsupported_media_type, 200 ready"
 	if got := strings.Join(obs.answered, ", "); got != want {
 		t.Errorf("Answered: %s\nwant       %s", got, want)
+	}
+	if got, want := strings.Join(obs.clients, ", "), "anonymous 202, anonymous 400, anonymous 415"; got != want {
+		t.Errorf("ClientAnswered: %s\nwant             %s", got, want)
 	}
 	if obs.registrations != 3 || obs.confirms != 1 {
 		t.Errorf("%d registrations and %d confirms observed, want 3 and 1", obs.registrations, obs.confirms)
 	}
 	lines := logs.lines(t)
-	if last := lines[len(lines)-1]; last["path"] != "/metrics" || last["level"] != "DEBUG" {
-		t.Errorf("the scrape's log line %v, want it at DEBUG like the probes", last)
+	if last := lines[len(lines)-1]; last["path"] != "/readyz" || last["level"] != "DEBUG" {
+		t.Errorf("the probe's log line %v, want it at DEBUG", last)
 	}
 }
 
-func TestServer_NoMetricsHandlerNoRoute(t *testing.T) {
+// The public port serves no metrics: they are on the admin address.
+func TestServer_NoMetricsOnThePublicPort(t *testing.T) {
 	srv, _ := newTestServer(t, testConfig(t), &fakePublisher{ready: true})
-	if res := serve(t, srv, httptest.NewRequest(http.MethodGet, "/metrics", nil)); res.status != http.StatusNotFound {
-		t.Errorf("GET /metrics without a handler: %d, want 404", res.status)
+	for _, path := range []string{"/metrics", "/debug/pprof/"} {
+		if res := serve(t, srv, httptest.NewRequest(http.MethodGet, path, nil)); res.status != http.StatusNotFound {
+			t.Errorf("GET %s: %d, want 404", path, res.status)
+		}
 	}
 }

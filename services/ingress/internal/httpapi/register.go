@@ -16,11 +16,8 @@ import (
 	"github.com/railco/relay/services/ingress/internal/registration"
 )
 
-// Paths served besides the probes.
-const (
-	pathRegister = "/catering/register"
-	pathMetrics  = "/metrics"
-)
+// pathRegister is the API's one route besides the probes.
+const pathRegister = "/catering/register"
 
 // maxKeyLen bounds Idempotency-Key: it becomes the AMQP message-id, a
 // short string of at most 255 bytes, and shows in logs.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,16 @@ type Observer interface {
 	// Confirmed reports how long the broker took to confirm a registration
 	// it stored.
 	Confirmed(took time.Duration)
+	// ClientAnswered reports a request from a known client once it is
+	// answered: the name of its API key's client, or "anonymous" on an
+	// ingress without keys.
+	ClientAnswered(client string, status int)
+	// AuthFailed reports a request refused (401) for want of a known
+	// client's API key; reason is missing, malformed or invalid.
+	AuthFailed(reason string)
+	// RateLimited reports a request of client refused (429) because the
+	// client was over its rate limit.
+	RateLimited(client string)
 }
 
 type nopObserver struct{}
@@ -54,6 +65,9 @@ type nopObserver struct{}
 func (nopObserver) Answered(int, string)       {}
 func (nopObserver) Registration(time.Duration) {}
 func (nopObserver) Confirmed(time.Duration)    {}
+func (nopObserver) ClientAnswered(string, int) {}
+func (nopObserver) AuthFailed(string)          {}
+func (nopObserver) RateLimited(string)         {}
 
 // Option configures a Server.
 type Option func(*Server)
@@ -61,8 +75,26 @@ type Option func(*Server)
 // WithObserver has obs told about every request.
 func WithObserver(obs Observer) Option { return func(s *Server) { s.obs = obs } }
 
-// WithMetrics serves h at GET /metrics.
-func WithMetrics(h http.Handler) Option { return func(s *Server) { s.metrics = h } }
+// WithAPIKeys has POST /catering/register answered only with a known
+// client's API key (Authorization: Bearer <key>), and names the client in
+// logs and metrics. Without it, anyone may register, as client "anonymous".
+func WithAPIKeys(keys Authenticator) Option { return func(s *Server) { s.keys = keys } }
+
+// WithClientRateLimit limits each client's registrations, keyed by its name
+// (with WithAPIKeys; without, all clients share the "anonymous" allowance).
+func WithClientRateLimit(l RateLimiter[string]) Option {
+	return func(s *Server) {
+		s.limit = func(obs Observer) echo.MiddlewareFunc { return limitRate(l, clientKey, obs) }
+	}
+}
+
+// WithAddrRateLimit limits registrations per remote address (an IPv6
+// address's /64), for an ingress without keys.
+func WithAddrRateLimit(l RateLimiter[netip.Addr]) Option {
+	return func(s *Server) {
+		s.limit = func(obs Observer) echo.MiddlewareFunc { return limitRate(l, addrKey, obs) }
+	}
+}
 
 // WithConnState has hook told about every connection's state changes
 // (http.Server.ConnState): the connection limiter learns from it which
@@ -86,14 +118,16 @@ const (
 	maxHeaderBytes = 16 << 10
 )
 
-// Server serves POST /catering/register, GET /healthz, GET /readyz and,
-// when given a handler, GET /metrics.
+// Server serves POST /catering/register, GET /healthz and GET /readyz: the
+// public port. Operational endpoints (metrics) are served elsewhere (package
+// admin), so that anyone who can register cannot read them.
 type Server struct {
-	echo    *echo.Echo
-	pub     Publisher
-	log     *slog.Logger
-	obs     Observer
-	metrics http.Handler
+	echo  *echo.Echo
+	pub   Publisher
+	log   *slog.Logger
+	obs   Observer
+	keys  Authenticator                      // nil: anyone may register
+	limit func(Observer) echo.MiddlewareFunc // nil: no rate limit
 
 	connState func(net.Conn, http.ConnState)
 
@@ -135,12 +169,16 @@ func New(cfg config.Config, pub Publisher, topo *topology.Topology, log *slog.Lo
 	e.Server.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 
 	e.Use(s.logRequests)
-	e.POST(pathRegister, s.register)
+	guard := []echo.MiddlewareFunc{anonymous}
+	if s.keys != nil {
+		guard[0] = requireAPIKey(s.keys, s.obs)
+	}
+	if s.limit != nil {
+		guard = append(guard, s.limit(s.obs))
+	}
+	e.POST(pathRegister, s.register, guard...)
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
-	if s.metrics != nil {
-		e.GET(pathMetrics, s.serveMetrics)
-	}
 	return s
 }
 

@@ -24,12 +24,18 @@ const (
 	ConnectionsOpen = "relay_ingress_connections_open"
 	ConnectionsIdle = "relay_ingress_connections_idle"
 	ConnectionsShed = "relay_ingress_connections_shed_total"
+	ClientRequests  = "relay_ingress_client_requests_total"
+	AuthFailures    = "relay_ingress_auth_failures_total"
+	RateLimited     = "relay_ingress_rate_limited_total"
+	APIClients      = "relay_ingress_api_clients"
+	APIKeyReloads   = "relay_ingress_api_key_reloads_total"
 )
 
 // Names lists the metrics this package defines (not the Go, process and
 // queue collectors'): a test checks that the dashboard asks for no others.
 var Names = []string{Requests, RequestDuration, PublishConfirm, BrokerConnected, BrokerBlocked,
-	ConnectionsOpen, ConnectionsIdle, ConnectionsShed}
+	ConnectionsOpen, ConnectionsIdle, ConnectionsShed, ClientRequests, AuthFailures, RateLimited,
+	APIClients, APIKeyReloads}
 
 // Histograms lists the names in Names that are histograms.
 var Histograms = []string{RequestDuration, PublishConfirm}
@@ -49,6 +55,12 @@ type Metrics struct {
 	connsIdle       prometheus.Gauge
 	refused         prometheus.Counter
 	reclaimed       prometheus.Counter
+	clientRequests  *prometheus.CounterVec
+	authFailures    *prometheus.CounterVec
+	rateLimited     *prometheus.CounterVec
+	apiClients      prometheus.Gauge
+	reloadOK        prometheus.Counter
+	reloadFailed    prometheus.Counter
 }
 
 // New returns the ingress's metrics in a new registry, together with the Go
@@ -98,11 +110,39 @@ func New(blocked func() bool, extra ...prometheus.Collector) *Metrics {
 		}
 		return 0
 	})
+	// The client label's values are bounded: the names in
+	// INGRESS_API_KEYS_FILE, or "anonymous" without keys; never a key or an
+	// address.
+	m.clientRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: ClientRequests,
+		Help: "POST /catering/register requests answered, by client (its API key's name, or anonymous without keys) and status code; requests refused 401 have no client.",
+	}, []string{"client", "code"})
+	m.authFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: AuthFailures,
+		Help: "Requests refused 401 for want of a known client's API key: missing (no Authorization, or not Bearer), malformed (Bearer without a usable token), invalid (no client's key).",
+	}, []string{"reason"})
+	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: RateLimited,
+		Help: "Requests refused 429 because their client was over INGRESS_RATE_LIMIT, by client (anonymous without keys: limited per remote address).",
+	}, []string{"client"})
+	m.apiClients = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: APIClients,
+		Help: "Clients in the API keys in use (INGRESS_API_KEYS_FILE); 0 when the ingress is open to anyone.",
+	})
+	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: APIKeyReloads,
+		Help: "Reloads of INGRESS_API_KEYS_FILE (on SIGHUP or a change), by result: success, or failure (the previous keys stay in use).",
+	}, []string{"result"})
+	m.reloadOK, m.reloadFailed = reloads.WithLabelValues("success"), reloads.WithLabelValues("failure")
 	// The answers that matter most exist from the start, so rate() sees a 0
 	// rather than no data.
 	m.requests.WithLabelValues("202", "accepted")
 	m.requests.WithLabelValues("503", "not_stored")
-	m.reg.MustRegister(m.requests, m.duration, m.confirm, m.brokerConnected, blockedGauge, m.connsOpen, m.connsIdle, shed)
+	for _, reason := range []string{"missing", "malformed", "invalid"} {
+		m.authFailures.WithLabelValues(reason)
+	}
+	m.reg.MustRegister(m.requests, m.duration, m.confirm, m.brokerConnected, blockedGauge, m.connsOpen, m.connsIdle, shed,
+		m.clientRequests, m.authFailures, m.rateLimited, m.apiClients, reloads)
 	m.reg.MustRegister(extra...)
 	return m
 }
@@ -126,6 +166,41 @@ func (m *Metrics) Registration(took time.Duration) { m.duration.Observe(took.Sec
 
 // Confirmed implements httpapi.Observer.
 func (m *Metrics) Confirmed(took time.Duration) { m.confirm.Observe(took.Seconds()) }
+
+// ClientAnswered implements httpapi.Observer.
+func (m *Metrics) ClientAnswered(client string, status int) {
+	m.clientRequests.WithLabelValues(client, strconv.Itoa(status)).Inc()
+}
+
+// AuthFailed implements httpapi.Observer.
+func (m *Metrics) AuthFailed(reason string) { m.authFailures.WithLabelValues(reason).Inc() }
+
+// RateLimited implements httpapi.Observer.
+func (m *Metrics) RateLimited(client string) { m.rateLimited.WithLabelValues(client).Inc() }
+
+// Clients makes each named client's series exist with 0 from the start, so
+// that rate() sees a 0 rather than no data for a client that has sent
+// nothing yet: the names in INGRESS_API_KEYS_FILE, or "anonymous".
+func (m *Metrics) Clients(names ...string) {
+	for _, name := range names {
+		m.clientRequests.WithLabelValues(name, "202")
+		m.rateLimited.WithLabelValues(name)
+	}
+}
+
+// KeysLoaded sets the number of clients whose API keys are in use.
+func (m *Metrics) KeysLoaded(clients int) { m.apiClients.Set(float64(clients)) }
+
+// KeysReloaded counts a reload of the API keys file (apikey.Options.OnLoad):
+// clients is the number in use now, err the reload's failure.
+func (m *Metrics) KeysReloaded(clients int, err error) {
+	m.apiClients.Set(float64(clients))
+	if err != nil {
+		m.reloadFailed.Inc()
+		return
+	}
+	m.reloadOK.Inc()
+}
 
 // BrokerConnected follows the broker connection; it is broker.Dialer.OnConnected.
 func (m *Metrics) BrokerConnected(up bool) {

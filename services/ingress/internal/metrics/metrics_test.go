@@ -1,6 +1,7 @@
 package metrics_test
 
 import (
+	"errors"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -29,6 +30,7 @@ func own(names []string) []string {
 
 func TestNew_ExportsExactlyNames(t *testing.T) {
 	m := metrics.New(func() bool { return false })
+	m.Clients("anonymous") // run does so: the per-client series exist from the start
 	got := own(metricstest.Gathered(t, m.Gatherer()))
 	want := slices.Sorted(slices.Values(metrics.Names))
 	if !slices.Equal(got, want) {
@@ -59,6 +61,17 @@ func TestMetrics_CountWhatTheyAreTold(t *testing.T) {
 	m.ConnectionRefused()
 	m.ConnectionReclaimed()
 	m.ConnectionReclaimed()
+	m.Clients("railco-booking", "railco-mobile")
+	m.KeysLoaded(2)
+	m.ClientAnswered("railco-booking", 202)
+	m.ClientAnswered("railco-booking", 202)
+	m.ClientAnswered("railco-booking", 429)
+	m.AuthFailed("invalid")
+	m.AuthFailed("invalid")
+	m.AuthFailed("missing")
+	m.RateLimited("railco-booking")
+	m.KeysReloaded(3, nil)
+	m.KeysReloaded(3, errors.New("line 2: want name:key"))
 
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
@@ -82,6 +95,17 @@ func TestMetrics_CountWhatTheyAreTold(t *testing.T) {
 		{metrics.ConnectionsIdle, nil, 1},
 		{metrics.ConnectionsShed, []string{"action", "refused"}, 1},
 		{metrics.ConnectionsShed, []string{"action", "reclaimed"}, 2},
+		{metrics.ClientRequests, []string{"client", "railco-booking", "code", "202"}, 2},
+		{metrics.ClientRequests, []string{"client", "railco-booking", "code", "429"}, 1},
+		{metrics.ClientRequests, []string{"client", "railco-mobile", "code", "202"}, 0},
+		{metrics.AuthFailures, []string{"reason", "invalid"}, 2},
+		{metrics.AuthFailures, []string{"reason", "missing"}, 1},
+		{metrics.AuthFailures, []string{"reason", "malformed"}, 0},
+		{metrics.RateLimited, []string{"client", "railco-booking"}, 1},
+		{metrics.RateLimited, []string{"client", "railco-mobile"}, 0},
+		{metrics.APIClients, nil, 3},
+		{metrics.APIKeyReloads, []string{"result", "success"}, 1},
+		{metrics.APIKeyReloads, []string{"result", "failure"}, 1},
 	}
 	for _, tt := range tests {
 		if got, ok := metricstest.Value(t, fams, tt.name, tt.labels...); !ok || got != tt.want {
