@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/railco/relay/pkg/deadletter"
 	"github.com/railco/relay/pkg/envelope"
@@ -370,7 +371,7 @@ func toJSON(l deadletter.Letter, now time.Time) letterJSON {
 	if !l.DeadAt.IsZero() {
 		out.DeadAt = &l.DeadAt
 	}
-	if !json.Valid(l.Body) {
+	if !json.Valid(l.Body) || !utf8.Valid(l.Body) { // raw 8-bit bytes (a C1 CSI) must not reach the terminal
 		out.Body, _ = json.Marshal(string(l.Body))
 	}
 	return out

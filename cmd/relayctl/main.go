@@ -194,7 +194,7 @@ func (a *app) load() (settings, bool) {
 	tlsFiles := broker.LoadTLSFiles(l)
 	err := l.Err()
 	if err == nil {
-		err = tlsFiles.Validate("AMQP")
+		err = broker.CheckTLS(s.amqpURL, tlsFiles)
 	}
 	if err == nil {
 		s.brokerTLS, err = tlsFiles.Config("")

@@ -16,6 +16,19 @@ import (
 	"github.com/railco/relay/pkg/tlsconfig"
 )
 
+// CheckTLS reports TLS files that cannot work with amqpURL: a certificate
+// without its key, or files given for a plain amqp:// URL, which would run
+// unencrypted while the operator believes otherwise.
+func CheckTLS(amqpURL string, f tlsconfig.Files) error {
+	if err := f.Validate("AMQP"); err != nil {
+		return err
+	}
+	if uri, err := amqp.ParseURI(amqpURL); err == nil && f.Set() && uri.Scheme != "amqps" {
+		return errors.New("AMQP_CA_FILE, AMQP_CLIENT_CERT_FILE and AMQP_CLIENT_KEY_FILE need an amqps:// AMQP_URL: with amqp:// the connection is not encrypted")
+	}
+	return nil
+}
+
 // LoadTLSFiles reads the files of the broker connection's TLS (used with an
 // amqps:// AMQP_URL): AMQP_CA_FILE, AMQP_CLIENT_CERT_FILE, AMQP_CLIENT_KEY_FILE.
 // Every service and relayctl read them the same way.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/railco/relay/pkg/broker"
 	"github.com/railco/relay/pkg/brokertest"
+	"github.com/railco/relay/pkg/tlsconfig"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -85,5 +86,21 @@ func TestRun_InvalidURLDoesNotLeakPassword(t *testing.T) {
 	err := d.Run(context.Background(), func(context.Context, *amqp.Connection) error { return nil })
 	if err == nil || strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("Run = %v, want an error without the password", err)
+	}
+}
+
+func TestCheckTLS_RefusesFilesWithPlainAMQP(t *testing.T) {
+	ca := tlsconfig.Files{CA: "/etc/relay/ca.pem"}
+	if err := broker.CheckTLS("amqp://u:p@h:5672/", ca); err == nil || !strings.Contains(err.Error(), "amqps://") {
+		t.Errorf("amqp:// with a CA file: %v, want an error asking for amqps://", err)
+	}
+	if err := broker.CheckTLS("amqps://u:p@h:5671/", ca); err != nil {
+		t.Errorf("amqps:// with a CA file: %v", err)
+	}
+	if err := broker.CheckTLS("amqp://u:p@h:5672/", tlsconfig.Files{}); err != nil {
+		t.Errorf("amqp:// without files: %v", err)
+	}
+	if err := broker.CheckTLS("amqps://u:p@h/", tlsconfig.Files{Cert: "c.pem"}); err == nil {
+		t.Error("a certificate without its key: no error")
 	}
 }

@@ -103,9 +103,30 @@ func TestSecrets_NeverInAnyLog(t *testing.T) {
 			t.Errorf("GET %s/metrics with the token: %d, want 200", c.addr, code)
 		}
 	}
-	for _, p := range []*process{ing, fwd, stub} {
+	// The backend goes away: the attempts' errors name the endpoint.
+	mustStopIn(t, stub)
+	if resp, out := post(t, ing.addr, registration("backend-gone"), auth); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST while the backend is down: %d %v", resp.StatusCode, out)
+	}
+	brokertest.Eventually(t, 15*time.Second, "a failed attempt in the forwarder's log", func() bool {
+		return strings.Contains(fwd.log.String(), `"outcome":"not-counted"`)
+	})
+	for _, p := range []*process{ing, fwd} {
 		mustStopIn(t, p)
 	}
+
+	// A wrong broker password: the connection errors name the broker.
+	secrets["wrong AMQP password"] = random("wrong-amqp-pw-")
+	wenv := maps.Clone(ienv)
+	wenv["AMQP_URL"] = "amqp://" + user + ":" + secrets["wrong AMQP password"] + "@127.0.0.1:5672/"
+	wenv["INGRESS_ADMIN_ADDR"] = "127.0.0.1:0"
+	wrong := start(t, "ingress", wenv, "INGRESS_ADDR", "INGRESS_ADDR_FILE")
+	brokertest.Eventually(t, 15*time.Second, "the refused broker login in the log", func() bool {
+		return strings.Contains(wrong.log.String(), "reconnecting")
+	})
+	mustStopIn(t, wrong)
+	// What a Basic Authorization header would carry.
+	secrets["backend credentials, base64"] = base64.StdEncoding.EncodeToString([]byte("relay:" + secrets["backend password"]))
 
 	// A configuration error names the setting, not its secret.
 	bad := maps.Clone(fenv)
@@ -117,7 +138,7 @@ func TestSecrets_NeverInAnyLog(t *testing.T) {
 		t.Error("the forwarder started with FORWARDER_CONCURRENCY=0")
 	}
 
-	for _, p := range []*process{ing, fwd, stub, failed} {
+	for _, p := range []*process{ing, fwd, stub, wrong, failed} {
 		logs := p.log.String()
 		if logs == "" {
 			t.Errorf("%s wrote no log at all", p.name)

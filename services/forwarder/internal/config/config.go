@@ -4,7 +4,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/url"
 	"os"
 	"strings"
@@ -51,6 +50,10 @@ type Config struct {
 // for longer makes the broker close the channel.
 const consumerTimeout = 30 * time.Minute
 
+// holdSlack covers the longest pause between uncounted attempts
+// (forwarder.uncountedPauseMax) and scheduling.
+const holdSlack = 5 * time.Second
+
 // DefaultNonRetryable are the statuses that mean "this request will never
 // succeed as it is": retrying them only delays the dead letter. 401 and 403
 // are not among them and cannot be: they say the backend refused relay's
@@ -63,23 +66,7 @@ const MinAdminToken = 16
 
 // Secret is a setting that must never be shown: printed, logged or
 // marshalled it says only whether it is set.
-type Secret string
-
-func (s Secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return "[redacted]"
-}
-
-// GoString keeps %#v from showing it.
-func (s Secret) GoString() string { return s.String() }
-
-// LogValue keeps slog from showing it.
-func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
-
-// MarshalText keeps encoders from showing it.
-func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+type Secret = config.Secret
 
 // RedactURL returns raw without its password, for logs and errors. A value
 // that does not parse as a URL is not shown if it could hold one.
@@ -192,7 +179,7 @@ func (c Config) Validate() error {
 	if _, err := brokeradmin.New(c.AMQPURL, c.ManagementURL); err != nil && !errors.Is(err, brokeradmin.ErrOff) {
 		errs = append(errs, fmt.Errorf("AMQP_URL, RABBITMQ_MANAGEMENT_URL: %w", err))
 	}
-	if err := c.BrokerTLS.Validate("AMQP"); err != nil {
+	if err := broker.CheckTLS(c.AMQPURL, c.BrokerTLS); err != nil {
 		errs = append(errs, err)
 	}
 	if c.Concurrency < 1 || c.Concurrency > 4096 {
@@ -241,9 +228,12 @@ func (c Config) Validate() error {
 	// While the breaker holds every worker, a message can wait unowned in
 	// the client's buffer for each round of holds before a worker takes it
 	// and holds it too: all of that must end before RabbitMQ's default
-	// consumer_timeout of 30m closes the channel.
-	if rounds := (c.Prefetch + c.Concurrency - 1) / max(c.Concurrency, 1); c.HoldMax <= 0 || time.Duration(rounds)*c.HoldMax >= consumerTimeout {
-		errs = append(errs, fmt.Errorf("BREAKER_HOLD_MAX × ⌈FORWARDER_PREFETCH / FORWARDER_CONCURRENCY⌉ must be positive and below RabbitMQ's default consumer_timeout of %s", consumerTimeout))
+	// consumer_timeout of 30m closes the channel. A hold may overrun
+	// BREAKER_HOLD_MAX by the attempt under way, a pause between uncounted
+	// attempts and the give-back's publish.
+	hold := c.HoldMax + c.DeliveryTimeout + c.PublishTimeout + holdSlack
+	if rounds := (c.Prefetch + c.Concurrency - 1) / max(c.Concurrency, 1); c.HoldMax <= 0 || time.Duration(rounds)*hold >= consumerTimeout {
+		errs = append(errs, fmt.Errorf("BREAKER_HOLD_MAX × ⌈FORWARDER_PREFETCH / FORWARDER_CONCURRENCY⌉ (each hold plus DELIVERY_TIMEOUT, PUBLISH_TIMEOUT and %s) must be positive and below RabbitMQ's default consumer_timeout of %s", holdSlack, consumerTimeout))
 	}
 	if c.RedriveInterval != 0 && c.RedriveInterval < time.Second {
 		// Each round browses the whole dead-letter queue.

@@ -53,18 +53,7 @@ const minPollInterval = 100 * time.Millisecond
 
 // Secret is a configuration value that must never be printed: it formats as
 // "[redacted]" (or "" when empty), in logs, errors and %+v alike.
-type Secret string
-
-// String implements fmt.Stringer.
-func (s Secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return "[redacted]"
-}
-
-// GoString implements fmt.GoStringer (%#v).
-func (s Secret) GoString() string { return `"` + s.String() + `"` }
+type Secret = pkgconfig.Secret
 
 // Config is the ingress configuration. Load fills every field; Validate
 // checks them.
@@ -217,7 +206,7 @@ func (c Config) Validate() error {
 		}
 		errs = append(errs, fmt.Errorf("AMQP_URL: %w", err))
 	}
-	if err := c.BrokerTLS.Validate("AMQP"); err != nil {
+	if err := broker.CheckTLS(c.AMQPURL, c.BrokerTLS); err != nil {
 		errs = append(errs, err)
 	}
 	if c.PublishTimeout <= 0 {
