@@ -154,9 +154,25 @@ else
 	auth_note="No API keys (INGRESS_API_KEYS_FILE unset): the ingress takes registrations from anyone who reaches :$ingress_port."
 fi
 
+# The management UI, on the broker's host: the forwarder puts the queue's
+# limit policy through it, and operators look at the queues there.
+amqp_rest=${AMQP_URL#*://}
+amqp_rest=${amqp_rest%%/*}
+amqp_user=guest
+[[ $amqp_rest == *@* ]] && amqp_user=${amqp_rest%%:*} && amqp_user=${amqp_user%%@*}
+amqp_host=${amqp_rest##*@}
+amqp_host=${amqp_host%:*}
+amqp_host=${amqp_host:-127.0.0.1}
+if listening "$amqp_host:${MANAGEMENT_PORT:-15672}"; then
+	ui_note="RabbitMQ management UI: http://$amqp_host:${MANAGEMENT_PORT:-15672}/ (log in as $amqp_user, with AMQP_URL's password; guest/guest by default)"
+else
+	ui_note="RabbitMQ management UI: not answering at $amqp_host:${MANAGEMENT_PORT:-15672}; on the broker's machine: sudo rabbitmq-plugins enable rabbitmq_management"
+fi
+
 cat <<EOF
 
 relay is running: ingress on :$ingress_port, forwarder delivering to $CATERING_SERVICE_EP
+$ui_note
 Deliveries are signed (Standard Webhooks) with a secret made for this run; the stub verifies them.
 $auth_note
 Metrics: http://$(dial_addr "$INGRESS_ADMIN_ADDR")/metrics (ingress), http://$(dial_addr "$FORWARDER_ADMIN_ADDR")/metrics (forwarder)
