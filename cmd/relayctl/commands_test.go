@@ -76,6 +76,7 @@ type dead struct {
 	lastError  string
 	body       string     // default: a small JSON object
 	headers    amqp.Table // added to the dead-letter headers
+	deadAt     time.Time  // default: 90 minutes ago
 }
 
 // bury dead-letters each message the way the forwarder does.
@@ -86,8 +87,11 @@ func (c *cli) bury(letters ...dead) {
 		c.t.Fatal(err)
 	}
 	defer pub.Detach()
-	died := time.Now().Add(-90 * time.Minute)
 	for _, l := range letters {
+		died := l.deadAt
+		if died.IsZero() {
+			died = time.Now().Add(-90 * time.Minute)
+		}
 		body := l.body
 		if body == "" {
 			body = fmt.Sprintf(`{"passengerId":%q,"meals":["veg"]}`, l.id)

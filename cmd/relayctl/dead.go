@@ -13,11 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/railco/relay/pkg/deadletter"
-	"github.com/railco/relay/pkg/envelope"
 )
-
-// reasons are the values --reason accepts.
-var reasons = []string{envelope.ReasonMaxAttempts, envelope.ReasonNonRetryable, envelope.ReasonRejectedByBroker}
 
 // defaultListLimit keeps a careless `dead list` on a big queue short.
 const defaultListLimit = 100
@@ -26,30 +22,21 @@ const defaultListLimit = 100
 // dead show prints all of it.
 const lastErrorWidth = 60
 
-func (a *app) reasonFlag(fs *flag.FlagSet) *string {
-	return fs.String("reason", "", "only letters dead for this reason")
+func (a *app) defineDeadList(fs *flag.FlagSet) func([]string) int {
+	sf := defineSelect(fs, false, defaultListLimit, "show at most `N` letters; 0: all (default 100)")
+	return func(pos []string) int {
+		if len(pos) > 0 {
+			return a.usageError("takes no arguments (dead show <id> prints one letter)")
+		}
+		sel, code, ok := a.selection(sf, nil, false)
+		if !ok {
+			return code
+		}
+		return a.deadList(sel)
+	}
 }
 
-func (a *app) checkReason(reason string) bool {
-	return reason == "" || slices.Contains(reasons, reason)
-}
-
-func (a *app) deadList(args []string) int {
-	fs := a.flags()
-	limit := fs.Int("limit", defaultListLimit, "show at most N letters; 0: all")
-	reason := a.reasonFlag(fs)
-	pos, code, ok := a.parse(fs, args)
-	if !ok {
-		return code
-	}
-	switch {
-	case len(pos) > 0:
-		return a.usageError("takes no arguments (dead show <id> prints one letter)")
-	case *limit < 0:
-		return a.usageError("--limit must not be negative")
-	case !a.checkReason(*reason):
-		return a.usageError("--reason %q: want one of %s", *reason, strings.Join(reasons, ", "))
-	}
+func (a *app) deadList(sel selection) int {
 	s, conn, code := a.connect()
 	if conn == nil {
 		return code
@@ -60,7 +47,7 @@ func (a *app) deadList(args []string) int {
 	if err != nil {
 		return a.fail(err)
 	}
-	letters, err := deadletter.List(a.ctx, conn, s.topo, deadletter.Filter{Reason: *reason, Limit: *limit})
+	letters, err := list(a.ctx, conn, s.topo, sel)
 	if err != nil {
 		return a.fail(err)
 	}
@@ -74,8 +61,8 @@ func (a *app) deadList(args []string) int {
 	}
 	if len(letters) == 0 {
 		what := "no dead letters"
-		if *reason != "" {
-			what += " with reason " + *reason
+		if sel.narrowed() {
+			what += " " + sel.describe()
 		}
 		fmt.Fprintf(a.stdout, "%s in %s\n", what, s.topo.DeadQueue)
 		return exitOK
@@ -87,18 +74,36 @@ func (a *app) deadList(args []string) int {
 	}
 	t.flush()
 	fmt.Fprintf(a.stdout, "%d listed; %d dead letters in %s", len(letters), depth, s.topo.DeadQueue)
-	if *limit > 0 && len(letters) == *limit {
-		fmt.Fprintf(a.stdout, " (stopped at --limit %d; --limit 0 lists all)", *limit)
+	if sel.Limit > 0 && len(letters) == sel.Limit {
+		fmt.Fprintf(a.stdout, " (stopped at --limit %d; --limit 0 lists all)", sel.Limit)
 	}
 	fmt.Fprintln(a.stdout)
 	return exitOK
 }
 
-func (a *app) deadShow(args []string) int {
-	pos, code, ok := a.parse(a.flags(), args)
-	if !ok {
-		return code
+// describe says what narrows s, for messages: "with reason max-attempts,
+// dead since 2026-12-04T10:00:00Z".
+func (s selection) describe() string {
+	var parts []string
+	if s.Reason != "" {
+		parts = append(parts, "with reason "+s.Reason)
 	}
+	switch {
+	case !s.since.IsZero() && !s.until.IsZero():
+		parts = append(parts, "dead from "+s.since.UTC().Format(time.RFC3339)+" to "+s.until.UTC().Format(time.RFC3339))
+	case !s.since.IsZero():
+		parts = append(parts, "dead since "+s.since.UTC().Format(time.RFC3339))
+	case !s.until.IsZero():
+		parts = append(parts, "dead before "+s.until.UTC().Format(time.RFC3339))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (a *app) defineDeadShow(fs *flag.FlagSet) func([]string) int {
+	return a.deadShow
+}
+
+func (a *app) deadShow(pos []string) int {
 	if len(pos) == 0 {
 		return a.usageError("which letter? dead show <id> (dead list shows the ids)")
 	}
@@ -191,33 +196,6 @@ func (a *app) show(l deadletter.Letter, now time.Time) {
 	}
 }
 
-// selection reads the letters a redrive or purge acts on: ids, or --all,
-// either narrowed by --reason. Naming none is a usage error, so that no
-// command acts on every letter by accident.
-type selection struct {
-	all    *bool
-	reason *string
-}
-
-func (a *app) selectionFlags(fs *flag.FlagSet) selection {
-	return selection{
-		all:    fs.Bool("all", false, "every letter (narrowed by --reason)"),
-		reason: a.reasonFlag(fs),
-	}
-}
-
-func (a *app) filter(sel selection, ids []string) (deadletter.Filter, int, bool) {
-	switch {
-	case len(ids) == 0 && !*sel.all:
-		return deadletter.Filter{}, a.usageError("name the letters: <id>... or --all (narrowed by --reason R)"), false
-	case len(ids) > 0 && *sel.all:
-		return deadletter.Filter{}, a.usageError("ids and --all exclude each other"), false
-	case !a.checkReason(*sel.reason):
-		return deadletter.Filter{}, a.usageError("--reason %q: want one of %s", *sel.reason, strings.Join(reasons, ", ")), false
-	}
-	return deadletter.Filter{IDs: ids, Reason: *sel.reason}, exitOK, true
-}
-
 // resultJSON is redrive's and purge's machine output.
 type resultJSON struct {
 	Scanned  int      `json:"scanned"`
@@ -229,80 +207,92 @@ type resultJSON struct {
 }
 
 // deadRedrive sends letters back to the main queue. Named ids go at once:
-// the operator has looked at them. --all (narrowed by --reason or not) only
+// the operator has looked at them. --all (narrowed by filters or not) only
 // counts unless --yes is given, like purge: a redrive of every letter can put
 // thousands of messages in front of a backend that has just recovered.
-func (a *app) deadRedrive(args []string) int {
-	fs := a.flags()
-	sel := a.selectionFlags(fs)
+func (a *app) defineDeadRedrive(fs *flag.FlagSet) func([]string) int {
+	sf := defineSelect(fs, true, 0, "redrive at most `N` letters; 0: no limit")
 	var perSecond rateFlag
-	fs.Var(&perSecond, "rate", "at most N letters a second: N/s, N/m or N/h")
-	yes := fs.Bool("yes", false, "with --all: really redrive")
-	ids, code, ok := a.parse(fs, args)
-	if !ok {
-		return code
-	}
-	f, code, ok := a.filter(sel, ids)
-	if !ok {
-		return code
-	}
-	s, conn, code := a.connect()
-	if conn == nil {
-		return code
-	}
-	defer conn.Close()
+	fs.Var(&perSecond, "rate", "at most N letters a second, written `N/s` (or N/m, N/h); default: unlimited")
+	yes := fs.Bool("yes", false, "with --all: really redrive; without it, only say how many letters it would")
+	return func(ids []string) int {
+		sel, code, ok := a.selection(sf, ids, true)
+		if !ok {
+			return code
+		}
+		s, conn, code := a.connect()
+		if conn == nil {
+			return code
+		}
+		defer conn.Close()
 
-	if *sel.all && !*yes {
-		n, err := deadletter.Count(a.ctx, conn, s.topo, f)
+		if sel.all && !*yes {
+			n, err := a.count(conn, s, sel)
+			if err != nil {
+				return a.fail(err)
+			}
+			if a.json {
+				a.printJSON(map[string]int{"would_redrive": n})
+			}
+			return a.complain(exitUsage, a.name, fmt.Sprintf("would redrive %d dead letters from %s to %s; add --yes to do it", n, s.topo.DeadQueue, s.topo.Queue), "")
+		}
+		p, err := a.plan(conn, s, sel)
 		if err != nil {
 			return a.fail(err)
 		}
-		if a.json {
-			a.printJSON(map[string]int{"would_redrive": n})
+		var res deadletter.Result
+		if !p.none {
+			prog := a.startProgress(conn, s.topo.DeadQueue, "redriving")
+			res, err = deadletter.Redrive(a.ctx, conn, s.topo, p.filter, float64(perSecond))
+			prog.finish(res.Scanned)
 		}
-		fmt.Fprintf(a.stderr, "relayctl %s: would redrive %d dead letters from %s to %s; add --yes to do it\n", a.name, n, s.topo.DeadQueue, s.topo.Queue)
-		return exitUsage
+		res.Missing = append(p.excluded, res.Missing...)
+		return a.report(res, err, sel, "redriven", &resultJSON{Redriven: &res.Done})
 	}
-	res, err := deadletter.Redrive(a.ctx, conn, s.topo, f, float64(perSecond))
-	return a.report(res, err, "redriven", &resultJSON{Redriven: &res.Done})
 }
 
-func (a *app) deadPurge(args []string) int {
-	fs := a.flags()
-	sel := a.selectionFlags(fs)
-	yes := fs.Bool("yes", false, "really delete")
-	ids, code, ok := a.parse(fs, args)
-	if !ok {
-		return code
-	}
-	f, code, ok := a.filter(sel, ids)
-	if !ok {
-		return code
-	}
-	s, conn, code := a.connect()
-	if conn == nil {
-		return code
-	}
-	defer conn.Close()
+func (a *app) defineDeadPurge(fs *flag.FlagSet) func([]string) int {
+	sf := defineSelect(fs, true, 0, "delete at most `N` letters; 0: no limit")
+	yes := fs.Bool("yes", false, "really delete; without it, only say how many letters it would")
+	return func(ids []string) int {
+		sel, code, ok := a.selection(sf, ids, true)
+		if !ok {
+			return code
+		}
+		s, conn, code := a.connect()
+		if conn == nil {
+			return code
+		}
+		defer conn.Close()
 
-	if !*yes {
-		n, err := deadletter.Count(a.ctx, conn, s.topo, f)
+		if !*yes {
+			n, err := a.count(conn, s, sel)
+			if err != nil {
+				return a.fail(err)
+			}
+			if a.json {
+				a.printJSON(map[string]int{"would_purge": n})
+			}
+			return a.complain(exitUsage, a.name, fmt.Sprintf("would delete %d dead letters from %s for good; add --yes to do it", n, s.topo.DeadQueue), "")
+		}
+		p, err := a.plan(conn, s, sel)
 		if err != nil {
 			return a.fail(err)
 		}
-		if a.json {
-			a.printJSON(map[string]int{"would_purge": n})
+		var res deadletter.Result
+		if !p.none {
+			prog := a.startProgress(conn, s.topo.DeadQueue, "purging")
+			res, err = deadletter.Purge(a.ctx, conn, s.topo, p.filter)
+			prog.finish(res.Scanned)
 		}
-		fmt.Fprintf(a.stderr, "relayctl %s: would delete %d dead letters from %s for good; add --yes to do it\n", a.name, n, s.topo.DeadQueue)
-		return exitUsage
+		res.Missing = append(p.excluded, res.Missing...)
+		return a.report(res, err, sel, "purged", &resultJSON{Purged: &res.Done})
 	}
-	res, err := deadletter.Purge(a.ctx, conn, s.topo, f)
-	return a.report(res, err, "purged", &resultJSON{Purged: &res.Done})
 }
 
 // report prints what a redrive or purge did ("redriven N") and any error or
 // missing ids, and returns the exit code.
-func (a *app) report(res deadletter.Result, err error, verb string, out *resultJSON) int {
+func (a *app) report(res deadletter.Result, err error, sel selection, verb string, out *resultJSON) int {
 	if a.json {
 		out.Scanned, out.Matched, out.Missing = res.Scanned, res.Matched, res.Missing
 		if out.Missing == nil {
@@ -319,6 +309,9 @@ func (a *app) report(res deadletter.Result, err error, verb string, out *resultJ
 		return a.fail(err)
 	}
 	if len(res.Missing) > 0 {
+		if sel.narrowed() && len(sel.IDs) > 0 {
+			return a.fail(fmt.Errorf("not found %s: %s", sel.describe(), strings.Join(res.Missing, ", ")))
+		}
 		return a.fail(fmt.Errorf("not found: %s", strings.Join(res.Missing, ", ")))
 	}
 	return exitOK

@@ -2,6 +2,11 @@
 // statistics and the dead-letter queue (list, show, redrive, purge). It talks
 // AMQP to the broker, like the services, and reads the same environment
 // (AMQP_URL, TOPOLOGY_PREFIX and the retry settings) to find the queues.
+//
+// Every command declares its flags in one place (its define function in
+// commands.go); the help texts and the shell completion scripts are built
+// from those declarations, so none of them can drift from what the command
+// accepts.
 package main
 
 import (
@@ -20,7 +25,6 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/railco/relay/pkg/broker"
-	"github.com/railco/relay/pkg/brokeradmin"
 	"github.com/railco/relay/pkg/config"
 	"github.com/railco/relay/pkg/topology"
 )
@@ -46,29 +50,6 @@ const (
 // prompt wants to hear that it is unreachable within seconds.
 const dialTimeout = 5 * time.Second
 
-// command is one line of the usage text.
-type command struct {
-	name string // as typed: "dead list"
-	args string
-	help string
-	run  func(a *app, args []string) int
-}
-
-// commands is set in init: the commands' usage text lists commands.
-var commands []command
-
-func init() {
-	commands = []command{
-		{name: "stats", help: "depth and consumers of the main, retry and dead-letter queues; rates when the management API answers", run: (*app).stats},
-		{name: "dead list", args: "[--limit N] [--reason R]", help: "list dead letters: id, reason, attempts, last status, last error, age", run: (*app).deadList},
-		{name: "dead show", args: "<id>", help: "print a dead letter with its headers and body", run: (*app).deadShow},
-		{name: "dead redrive", args: "(<id>... | --all [--reason R] --yes) [--rate N/s]", help: "send dead letters back to the main queue, attempts reset; named ids at once, --all only with --yes", run: (*app).deadRedrive},
-		{name: "dead purge", args: "(<id>... | --all) [--reason R] --yes", help: "delete dead letters for good", run: (*app).deadPurge},
-		{name: "version", help: "print relayctl's version", run: (*app).version},
-		{name: "help", help: "print this help"},
-	}
-}
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
@@ -82,97 +63,87 @@ type app struct {
 	getenv config.Getenv
 	stdout io.Writer
 	stderr io.Writer
-	json   bool   // --json: machine output on stdout
-	name   string // "dead list", for messages
+	json   bool     // --json: machine output on stdout, errors as JSON on stderr
+	name   string   // "dead list", for messages
+	cmd    *command // the command running, for its help
 }
 
 // run runs the command args names and returns the exit code.
 func run(ctx context.Context, args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
-	a := &app{ctx: ctx, getenv: getenv, stdout: stdout, stderr: stderr}
+	// --json anywhere on the line makes errors JSON, even one found before
+	// the flag itself is parsed (an unknown flag in front of it).
+	a := &app{ctx: ctx, getenv: getenv, stdout: stdout, stderr: stderr, json: jsonRequested(args)}
 	// Global flags come before the command; --json may also follow it.
 	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
 		switch args[0] {
-		case "--json", "-json":
+		case "--json", "-json", "--json=true", "-json=true":
 			a.json = true
 		case "-h", "-help", "--help":
 			a.usage(stdout)
 			return exitOK
 		default:
-			fmt.Fprintf(stderr, "relayctl: unknown flag %q\n\n", args[0])
-			a.usage(stderr)
-			return exitUsage
+			return a.misuse(fmt.Sprintf("unknown flag %q", args[0]), "")
 		}
 		args = args[1:]
 	}
 	if len(args) == 0 {
-		a.usage(stderr)
-		return exitUsage
-	}
-	if args[0] == "help" {
-		a.usage(stdout)
-		return exitOK
+		return a.misuse("no command given", "")
 	}
 	cmd, rest, ok := lookup(args)
 	if !ok {
-		fmt.Fprintf(stderr, "relayctl: unknown command %q\n\n", strings.Join(args[:min(len(args), 2)], " "))
-		a.usage(stderr)
-		return exitUsage
+		if _, isGroup := groups[args[0]]; isGroup {
+			if len(args) > 1 && isHelpFlag(args[1]) {
+				a.groupHelp(stdout, args[0])
+				return exitOK
+			}
+			name := args[0]
+			if len(args) > 1 && !strings.HasPrefix(args[1], "-") {
+				name += " " + args[1]
+			}
+			return a.misuse(fmt.Sprintf("unknown command %q (%s needs one of: %s)",
+				name, args[0], strings.Join(subcommands(args[0]), ", ")), args[0])
+		}
+		return a.misuse(fmt.Sprintf("unknown command %q", strings.Join(args[:min(len(args), 2)], " ")), "")
 	}
-	a.name = cmd.name
-	return cmd.run(a, rest)
+	a.name, a.cmd = cmd.name, cmd
+	fs := a.flags()
+	exec := cmd.define(a, fs)
+	pos, code, ok := a.parse(fs, rest)
+	if !ok {
+		return code
+	}
+	return exec(pos)
 }
+
+// jsonRequested reports whether args ask for --json before any "--".
+func jsonRequested(args []string) bool {
+	on := false
+	for _, arg := range args {
+		switch arg {
+		case "--":
+			return on
+		case "--json", "-json", "--json=true", "-json=true":
+			on = true
+		case "--json=false", "-json=false":
+			on = false
+		}
+	}
+	return on
+}
+
+func isHelpFlag(arg string) bool { return arg == "-h" || arg == "-help" || arg == "--help" }
 
 // lookup finds the command args name, one or two words long, and returns the
 // remaining arguments.
-func lookup(args []string) (command, []string, bool) {
-	for _, c := range commands {
+func lookup(args []string) (*command, []string, bool) {
+	for i := range commands {
+		c := &commands[i]
 		words := strings.Fields(c.name)
-		if c.run != nil && len(args) >= len(words) && strings.Join(args[:len(words)], " ") == c.name {
+		if len(args) >= len(words) && strings.Join(args[:len(words)], " ") == c.name {
 			return c, args[len(words):], true
 		}
 	}
-	return command{}, nil, false
-}
-
-func (a *app) usage(w io.Writer) {
-	l := config.NewLoader(a.getenv)
-	amqpURL := l.String("AMQP_URL", defaultAMQPURL)
-	mgmt := l.String("RABBITMQ_MANAGEMENT_URL", defaultManagementURL)
-	prefix := l.String("TOPOLOGY_PREFIX", "catering")
-	fmt.Fprintln(w, "Usage: relayctl [--json] <command> [arguments]")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Commands:")
-	for _, c := range commands {
-		line := strings.TrimSpace(c.name + " " + c.args)
-		if len(line) > 36 {
-			fmt.Fprintf(w, "  %s\n  %-36s %s\n", line, "", c.help)
-			continue
-		}
-		fmt.Fprintf(w, "  %-36s %s\n", line, c.help)
-	}
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Flags:")
-	fmt.Fprintln(w, "  --json        print JSON on stdout instead of tables (any command)")
-	fmt.Fprintln(w, "  --limit N     dead list: show at most N letters (default 100; 0: all)")
-	fmt.Fprintln(w, "  --reason R    only letters dead for reason R: "+strings.Join(reasons, ", "))
-	fmt.Fprintln(w, "  --all         redrive or purge every letter (narrowed by --reason)")
-	fmt.Fprintln(w, "  --rate N/s    redrive at most N letters a second (also N/m, N/h; default: unlimited)")
-	fmt.Fprintln(w, "  --yes         purge, redrive --all: really do it; without it they say how many letters they would touch")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Environment:")
-	fmt.Fprintf(w, "  AMQP_URL                 the broker (now %s)\n", broker.Redact(amqpURL))
-	where := redactHTTP(mgmt)
-	if api, err := brokeradmin.New(amqpURL, mgmt); mgmt == "" && err == nil {
-		where = api.String() + ", from AMQP_URL"
-	}
-	fmt.Fprintf(w, "  RABBITMQ_MANAGEMENT_URL  management API for stats' rates (now %s); user and password from AMQP_URL\n", where)
-	fmt.Fprintln(w, "  AMQP_CA_FILE, AMQP_CLIENT_CERT_FILE, AMQP_CLIENT_KEY_FILE")
-	fmt.Fprintln(w, "                           TLS of an amqps:// AMQP_URL: a CA to trust, a client certificate")
-	fmt.Fprintf(w, "  TOPOLOGY_PREFIX          names the queues (now %s)\n", prefix)
-	fmt.Fprintln(w, "  MAX_DELIVERY_ATTEMPTS, RETRY_INITIAL_INTERVAL, RETRY_MULTIPLIER, RETRY_MAX_INTERVAL")
-	fmt.Fprintln(w, "                           name the retry tiers: set them as for the services")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Exit status: 0 done, 1 failed (or ids not found), 2 usage error (or purge, redrive --all without --yes).")
+	return nil, nil, false
 }
 
 // settings are what every broker command reads from the environment.
@@ -209,8 +180,7 @@ func (a *app) load() (settings, bool) {
 		}
 	}
 	if err != nil {
-		msg, _ := terminalSafe(err.Error(), multiLine)
-		fmt.Fprintf(a.stderr, "relayctl: configuration: %s\n", msg)
+		a.complain(exitUsage, a.name, "configuration: "+err.Error(), "")
 		return settings{}, false
 	}
 	s.topo = topology.New(cfg)
@@ -248,42 +218,37 @@ func (a *app) connect() (settings, *amqp.Connection, int) {
 // differs from the services', which declare the queues when they start.
 const notFoundHint = "(are TOPOLOGY_PREFIX and the retry settings the same as the services'? They declare the queues when they start.)"
 
-// fail reports err and returns the runtime-error exit code.
-func (a *app) fail(err error) int {
+// withHint adds notFoundHint to an error from the broker that names a
+// missing queue.
+func withHint(err error) error {
 	var amqpErr *amqp.Error
 	if errors.As(err, &amqpErr) && amqpErr.Code == amqp.NotFound {
-		err = fmt.Errorf("%w\n%s", err, notFoundHint)
+		return fmt.Errorf("%w\n%s", err, notFoundHint)
 	}
-	// Error texts quote the broker, the management API and letters' ids.
-	msg, _ := terminalSafe(err.Error(), multiLine)
-	fmt.Fprintf(a.stderr, "relayctl %s: %s\n", a.name, msg)
-	return exitFailure
-}
-
-// usageError reports a misuse of the command and returns the usage exit code.
-func (a *app) usageError(format string, args ...any) int {
-	fmt.Fprintf(a.stderr, "relayctl %s: %s\n", a.name, safe(fmt.Sprintf(format, args...)))
-	fmt.Fprintf(a.stderr, "Run 'relayctl help' for usage.\n")
-	return exitUsage
+	return err
 }
 
 // flags returns the command's flag set, with --json already defined.
 func (a *app) flags() *flag.FlagSet {
-	fs := flag.NewFlagSet("relayctl "+a.name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // errors are reported by parse, help by usage
-	fs.BoolVar(&a.json, "json", a.json, "print JSON on stdout")
+	name := "relayctl"
+	if a.name != "" {
+		name += " " + a.name
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported by parse, help by commandHelp
+	fs.BoolVar(&a.json, "json", a.json, "print JSON on stdout, and errors as JSON on stderr")
 	return fs
 }
 
 // parse parses args with fs, flags and positional arguments in any order
-// ("--" ends the flags), and returns the positional ones. On failure it
-// reports and returns the exit code to end with.
+// ("--" ends the flags), and returns the positional ones. On failure, or
+// when help was asked for, it reports and returns the exit code to end with.
 func (a *app) parse(fs *flag.FlagSet, args []string) ([]string, int, bool) {
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				a.usage(a.stdout)
+				a.commandHelp(a.stdout, a.cmd)
 				return nil, exitOK, false
 			}
 			return nil, a.usageError("%v", err), false
@@ -298,19 +263,4 @@ func (a *app) parse(fs *flag.FlagSet, args []string) ([]string, int, bool) {
 		positional = append(positional, rest[0])
 		args = rest[1:]
 	}
-}
-
-func (a *app) version(args []string) int {
-	pos, code, ok := a.parse(a.flags(), args)
-	if !ok {
-		return code
-	}
-	if len(pos) > 0 {
-		return a.usageError("takes no arguments")
-	}
-	if a.json {
-		return a.printJSON(map[string]string{"version": version})
-	}
-	fmt.Fprintf(a.stdout, "relayctl %s\n", version)
-	return exitOK
 }

@@ -49,6 +49,17 @@ func (a *app) printJSON(v any) int {
 	return exitOK
 }
 
+// printJSONLine writes v as one line of JSON to stdout, control characters
+// escaped like printJSON's: for streams of objects (stats --watch --json).
+func (a *app) printJSONLine(v any) {
+	js, err := json.Marshal(v)
+	if err != nil {
+		a.fail(fmt.Errorf("encode JSON: %w", err))
+		return
+	}
+	_, _ = a.stdout.Write(append(escapeC1(js), '\n'))
+}
+
 func dash(s string) string {
 	if s == "" {
 		return "-"
