@@ -45,7 +45,7 @@ build: ## Build every service and relayctl into bin/
 	@mkdir -p $(BIN)
 	@for s in $(SERVICES); do \
 		echo "==> $(BIN)/$$s"; \
-		$(GO) build $(BUILDFLAGS) -o $(BIN)/$$s ./services/$$s; \
+		$(GO) build $(BUILDFLAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/$$s ./services/$$s; \
 	done
 	@echo "==> $(BIN)/relayctl"
 	@$(GO) build $(BUILDFLAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/relayctl ./cmd/relayctl

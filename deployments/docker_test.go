@@ -2,6 +2,7 @@ package deployments
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/base64"
 	"fmt"
 	"io/fs"
@@ -480,7 +481,7 @@ func TestPrometheus_ScrapesTheAdminPorts(t *testing.T) {
 					t.Errorf("job %s scrapes the public port of %s", sc.JobName, tc.service)
 				}
 				if sc.JobName != tc.service {
-					t.Errorf("job %q scrapes %s: the dashboard wants job=%q", sc.JobName, tc.service, tc.service)
+					t.Errorf("job %q scrapes %s: name it %q, as the ServiceMonitor's jobs are", sc.JobName, tc.service, tc.service)
 				}
 				if sc.MetricsPath != "" && sc.MetricsPath != "/metrics" {
 					t.Errorf("job %s: metrics_path %s", sc.JobName, sc.MetricsPath)
@@ -503,11 +504,15 @@ func TestDockerfiles_BuildStageBuilds(t *testing.T) {
 			df := parseDockerfile(t, filepath.Join(repoRoot, "deployments", name+".Dockerfile"))
 			root := t.TempDir()
 			env := append(os.Environ(), "GOFLAGS=-mod=readonly")
+			// As docker build --build-arg VERSION=... would pass it.
+			buildArgs := map[string]string{"VERSION": "v0.0.0-replay-" + name}
 			workdir := "/"
 			for _, step := range df.build {
 				switch step.op {
 				case "ENV":
 					env = append(env, step.args...)
+				case "ARG":
+					env = append(env, step.args[0]+"="+df.argValue(step, buildArgs))
 				case "WORKDIR":
 					workdir = step.args[0]
 					if err := os.MkdirAll(under(root, workdir), 0o755); err != nil {
@@ -533,6 +538,15 @@ func TestDockerfiles_BuildStageBuilds(t *testing.T) {
 			if fi, err := os.Stat(bin); err != nil || fi.Mode()&0o111 == 0 {
 				t.Fatalf("the runtime stage copies %s from the build stage, which did not produce it (%v)", df.copiedFromBuild, err)
 			}
+			if stamped[name] {
+				b, err := os.ReadFile(bin)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Contains(b, []byte(buildArgs["VERSION"])) {
+					t.Errorf("built with --build-arg VERSION=%s, the binary does not carry it: is main.version set with -ldflags -X?", buildArgs["VERSION"])
+				}
+			}
 			if df.expose != port {
 				t.Errorf("EXPOSE %s, but %s listens on %s by default", df.expose, name, port)
 			}
@@ -543,9 +557,55 @@ func TestDockerfiles_BuildStageBuilds(t *testing.T) {
 	}
 }
 
+// stamped are the images whose binary has a main.version for VERSION.
+var stamped = map[string]bool{"ingress": true, "forwarder": true}
+
+// ociLabels are the annotations (opencontainers/image-spec, annotations.md)
+// every image carries, with the value each must have; "" for any non-empty.
+var ociLabels = map[string]string{
+	"org.opencontainers.image.title":       "",
+	"org.opencontainers.image.description": "",
+	"org.opencontainers.image.source":      "https://github.com/railco/relay",
+	"org.opencontainers.image.version":     "${VERSION}",
+	"org.opencontainers.image.revision":    "${REVISION}",
+	"org.opencontainers.image.licenses":    "",
+}
+
+// The images are labelled with what they are and which commit they hold,
+// from build arguments with defaults, so a plain docker build works too.
+func TestDockerfiles_OCILabels(t *testing.T) {
+	for name := range services {
+		t.Run(name, func(t *testing.T) {
+			df := parseDockerfile(t, filepath.Join(repoRoot, "deployments", name+".Dockerfile"))
+			for key, want := range ociLabels {
+				got, ok := df.labels[key]
+				switch {
+				case !ok || got == "":
+					t.Errorf("the runtime stage has no LABEL %s", key)
+				case want != "" && got != want:
+					t.Errorf("LABEL %s=%q, want %q", key, got, want)
+				}
+			}
+			if title := df.labels["org.opencontainers.image.title"]; !strings.Contains(title, name) {
+				t.Errorf("LABEL org.opencontainers.image.title=%q does not name %s", title, name)
+			}
+			for _, arg := range []string{"VERSION", "REVISION"} {
+				// An ARG is visible in a stage only if declared there; a
+				// global one (before FROM) supplies the default.
+				if _, ok := df.globalArgs[arg]; !ok || df.globalArgs[arg] == "" {
+					t.Errorf("no ARG %s=<default> before the first FROM: a plain docker build would label the image with an empty %s", arg, arg)
+				}
+				if !slices.Contains(df.runtimeArgs, arg) {
+					t.Errorf("the runtime stage does not declare ARG %s: its LABEL would expand ${%s} to nothing", arg, arg)
+				}
+			}
+		})
+	}
+}
+
 type step struct {
 	op   string
-	args []string
+	args []string // ENV: NAME=value pairs; ARG: NAME and, if given, its default
 }
 
 type dockerfile struct {
@@ -553,9 +613,36 @@ type dockerfile struct {
 	runtimeImage    string
 	copiedFromBuild string // the path COPY --from=build takes
 	expose          string
+	globalArgs      map[string]string // ARGs before the first FROM, with their defaults
+	runtimeArgs     []string          // ARGs the runtime stage declares
+	labels          map[string]string // the runtime stage's LABELs
 }
 
-var envPair = regexp.MustCompile(`(\w+)=(\S+)`)
+// argValue is what an ARG step of the build stage holds: the build argument
+// when given, else its own default, else the global ARG's default.
+func (df dockerfile) argValue(s step, buildArgs map[string]string) string {
+	if v, ok := buildArgs[s.args[0]]; ok {
+		return v
+	}
+	if len(s.args) > 1 {
+		return s.args[1]
+	}
+	return df.globalArgs[s.args[0]]
+}
+
+var (
+	envPair   = regexp.MustCompile(`(\w+)=(\S+)`)
+	labelPair = regexp.MustCompile(`([\w.-]+)=("(?:[^"\\]|\\.)*"|\S+)`)
+)
+
+// parseArg splits ARG's operand: NAME or NAME=default.
+func parseArg(rest string) []string {
+	name, def, ok := strings.Cut(strings.TrimSpace(rest), "=")
+	if !ok {
+		return []string{name}
+	}
+	return []string{name, strings.Trim(def, `"`)}
+}
 
 func parseDockerfile(t *testing.T, path string) dockerfile {
 	t.Helper()
@@ -564,16 +651,40 @@ func parseDockerfile(t *testing.T, path string) dockerfile {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var df dockerfile
+	df := dockerfile{globalArgs: map[string]string{}, labels: map[string]string{}}
 	stage := 0
 	sc := bufio.NewScanner(f)
+	var continued string // an instruction continued with a trailing backslash
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
+		if cut, ok := strings.CutSuffix(line, "\\"); ok {
+			continued += cut + " "
+			continue
+		}
+		line, continued = continued+line, ""
 		op, rest, _ := strings.Cut(line, " ")
 		switch op = strings.ToUpper(op); {
+		case stage == 0 && op == "ARG":
+			a := parseArg(rest)
+			df.globalArgs[a[0]] = ""
+			if len(a) > 1 {
+				df.globalArgs[a[0]] = a[1]
+			}
+		case stage == 1 && op == "ARG":
+			df.build = append(df.build, step{op, parseArg(rest)})
+		case stage == 2 && op == "ARG":
+			df.runtimeArgs = append(df.runtimeArgs, parseArg(rest)[0])
+		case stage == 2 && op == "LABEL":
+			for _, m := range labelPair.FindAllStringSubmatch(rest, -1) {
+				v := m[2]
+				if uq, err := strconv.Unquote(v); err == nil {
+					v = uq
+				}
+				df.labels[m[1]] = v
+			}
 		case op == "FROM":
 			stage++
 			if stage == 2 {

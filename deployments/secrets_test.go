@@ -257,7 +257,8 @@ func TestAdminPorts_OnHeadlessServicesOnly(t *testing.T) {
 
 // The prometheus-operator component's ServiceMonitor must scrape the admin
 // port of both services, in the base's namespace, with the job names the
-// dashboard and the compose Prometheus use (ingress, forwarder).
+// compose Prometheus uses (ingress, forwarder). The dashboard and the alerts
+// name no job, but the same names everywhere keep queries portable.
 func TestServiceMonitor_ScrapesTheAdminPorts(t *testing.T) {
 	m := load(t)
 	dir := filepath.Join(manifestDir, "prometheus-operator")
@@ -331,7 +332,7 @@ func TestServiceMonitor_ScrapesTheAdminPorts(t *testing.T) {
 	}
 	for _, job := range []string{"ingress", "forwarder"} {
 		if !scraped[job] {
-			t.Errorf("no ServiceMonitor endpoint scrapes a Service as job %q (the dashboard's job=~\"ingress|forwarder\"); scraped: %v", job, slices.Sorted(maps.Keys(scraped)))
+			t.Errorf("no ServiceMonitor endpoint scrapes a Service as job %q (as compose's Prometheus does); scraped: %v", job, slices.Sorted(maps.Keys(scraped)))
 		}
 	}
 }
@@ -363,9 +364,16 @@ func TestKubectlKustomize_WithThePrometheusOperatorComponent(t *testing.T) {
 		t.Fatalf("kubectl kustomize of base + component: %v\n%s", err, out)
 	}
 	objects := decodeObjects(t, "kubectl kustomize", strings.NewReader(string(out)))
-	if !slices.ContainsFunc(objects, func(o object) bool {
-		return o.Kind == "ServiceMonitor" && o.Metadata.Namespace == load(t).kust.Namespace
-	}) {
-		t.Errorf("the rendering has no ServiceMonitor in the base's namespace:\n%s", out)
+	ns := load(t).kust.Namespace
+	for _, want := range []struct{ kind, name string }{
+		{"ServiceMonitor", "relay"},
+		{"ServiceMonitor", "relay-rabbitmq"},
+		{"PrometheusRule", "relay"},
+	} {
+		if !slices.ContainsFunc(objects, func(o object) bool {
+			return o.Kind == want.kind && o.Metadata.Name == want.name && o.Metadata.Namespace == ns
+		}) {
+			t.Errorf("the rendering has no %s %s in the base's namespace:\n%s", want.kind, want.name, out)
+		}
 	}
 }

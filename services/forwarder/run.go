@@ -197,7 +197,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	if signer != nil {
 		signatures = signer.Keys()
 	}
-	log.Info("forwarder started", "endpoint", config.RedactURL(cfg.Endpoint), "admin", adminLn.Addr().String(),
+	log.Info("forwarder started", "version", version, "endpoint", config.RedactURL(cfg.Endpoint), "admin", adminLn.Addr().String(),
 		"max_attempts", topo.MaxAttempts, "queue", topo.Queue, "dead_queue", topo.DeadQueue,
 		"signing_secrets", signatures, "backend_ca", cfg.BackendTLS.CA != "", "client_certificate", cfg.BackendTLS.Cert != "",
 		"admin_token", cfg.AdminToken != "")

@@ -9,7 +9,16 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/railco/relay/services/ingress/internal/metrics"
 )
+
+// version is set at build time: make build and the Dockerfiles pass
+// -ldflags "-X main.version=...". The start-up log line and
+// relay_build_info carry it.
+var version = "dev"
+
+func init() { metrics.Version = version }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -134,7 +134,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		IdleTimeout:       adminIdleTimeout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("ingress listening", "addr", lim.Addr().String(), "admin_addr", adminLn.Addr().String(),
+	log.Info("ingress listening", "version", version, "addr", lim.Addr().String(), "admin_addr", adminLn.Addr().String(),
 		"admin_token", adminToken != "", "api_keys", keys != nil, "rate_limit", cfg.RateLimit, "rate_burst", cfg.RateBurst,
 		"broker", broker.Redact(cfg.AMQPURL), "exchange", topo.Exchange, "queue", topo.Queue, "max_connections", cfg.MaxConnections)
 

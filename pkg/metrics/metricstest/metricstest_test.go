@@ -79,3 +79,82 @@ func TestLintQueries(t *testing.T) {
 		t.Errorf("an unbalanced query passed, or the failure does not show it: %q", rec.msg)
 	}
 }
+
+func TestDashboardQueries_SkipsVariablesThatAreNotPromQL(t *testing.T) {
+	dashboard := `{
+	  "templating": {"list": [
+	    {"type": "datasource", "name": "datasource", "query": "prometheus"},
+	    {"type": "custom", "name": "window", "query": "5m,1h"},
+	    {"type": "query", "name": "namespace", "query": {"query": "label_values(relay_build_info, namespace)"}}
+	  ]},
+	  "panels": [{"datasource": {"type": "prometheus", "uid": "${datasource}"}, "targets": [{"expr": "up"}]}]
+	}`
+	path := filepath.Join(t.TempDir(), "d.json")
+	if err := os.WriteFile(path, []byte(dashboard), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := metricstest.DashboardQueries(t, path)
+	slices.Sort(got)
+	want := []string{"label_values(relay_build_info, namespace)", "up"}
+	if !slices.Equal(got, want) {
+		t.Errorf("DashboardQueries = %q, want %q", got, want)
+	}
+}
+
+func TestLintQueries_TemplateVariables(t *testing.T) {
+	metricstest.LintQueries(t, []string{
+		`label_values(relay_build_info{namespace=~"$namespace"}, job)`,
+		`label_values(namespace)`,
+	})
+	rec := &fatalRecorder{TB: t}
+	metricstest.LintQueries(rec, []string{`label_values(rate(x[5m], job)`})
+	if rec.msg == "" {
+		t.Error("a broken label_values query passed")
+	}
+}
+
+// errorRecorder is a testing.TB whose Errorf only records.
+type errorRecorder struct {
+	testing.TB
+	msgs []string
+}
+
+func (e *errorRecorder) Errorf(format string, args ...any) {
+	e.msgs = append(e.msgs, fmt.Sprintf(format, args...))
+}
+
+func TestCheckDashboard_KnowsPrometheusAndRabbitMQMetrics(t *testing.T) {
+	write := func(exprs ...string) string {
+		var targets []string
+		for _, e := range exprs {
+			targets = append(targets, fmt.Sprintf(`{"expr": %q}`, e))
+		}
+		path := filepath.Join(t.TempDir(), "d.json")
+		doc := `{"panels": [{"targets": [` + strings.Join(targets, ",") + `]}]}`
+		if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	exported := []string{"relay_ingress_requests_total", "relay_build_info"}
+	ok := write(
+		`sum(rate(relay_ingress_requests_total[5m]))`,
+		`count by (component, version) (relay_build_info)`,
+		`sum(up{job=~"$job"})`,
+		`ALERTS{alertstate="firing"}`,
+		`max(rabbitmq_alarms_memory_used_watermark)`,
+		`max by (queue) (rabbitmq_detailed_queue_messages_unacked{queue=~"$queue"})`,
+	)
+	rec := &errorRecorder{TB: t}
+	metricstest.CheckDashboard(rec, ok, "ingress", exported, nil)
+	if len(rec.msgs) > 0 {
+		t.Errorf("CheckDashboard complained about known metrics: %q", rec.msgs)
+	}
+
+	bad := write(`sum(rate(relay_ingress_requests_total[5m]))`, `rabbitmq_queue_mesages_ready`)
+	rec = &errorRecorder{TB: t}
+	metricstest.CheckDashboard(rec, bad, "ingress", exported, nil)
+	if len(rec.msgs) != 1 || !strings.Contains(rec.msgs[0], "rabbitmq_queue_mesages_ready") {
+		t.Errorf("a misspelt RabbitMQ metric: got complaints %q, want one naming it", rec.msgs)
+	}
+}

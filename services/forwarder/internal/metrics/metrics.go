@@ -6,6 +6,7 @@ package metrics
 
 import (
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,14 +29,22 @@ const (
 	CircuitTransitions = "relay_forwarder_circuit_transitions_total"
 	BrokerConnected    = "relay_forwarder_broker_connected"
 	QueueLimitApplied  = "relay_forwarder_queue_limit_applied"
+	// BuildInfo has the same name in both services, told apart by its
+	// component label: relay_build_info{component, version, goversion} 1.
+	BuildInfo = "relay_build_info"
 )
 
 // Names lists the metrics this package defines (not the Go, process and
 // queue collectors'): a test checks that the dashboard asks for no others.
-var Names = []string{Deliveries, AttemptResults, DeliveryAttempt, DeliveryDuration, EndToEnd, DeadLetters, CircuitState, CircuitTransitions, BrokerConnected, QueueLimitApplied}
+var Names = []string{Deliveries, AttemptResults, DeliveryAttempt, DeliveryDuration, EndToEnd, DeadLetters, CircuitState, CircuitTransitions, BrokerConnected, QueueLimitApplied, BuildInfo}
 
 // Histograms lists the names in Names that are histograms.
 var Histograms = []string{DeliveryAttempt, DeliveryDuration, EndToEnd}
+
+// Version is the version relay_build_info reports, read by New. main's init
+// sets it from main.version, which make build and the Dockerfiles stamp with
+// -ldflags "-X main.version=..."; tests see "dev".
+var Version = "dev"
 
 // endToEndBuckets span a message that goes straight through (milliseconds)
 // to one that waited out retry tiers or an outage (hours).
@@ -119,7 +128,13 @@ func New(extra ...prometheus.Collector) *Metrics {
 	for _, s := range []breaker.State{breaker.Closed, breaker.Open, breaker.HalfOpen} {
 		m.circuitTransitions.WithLabelValues(s.String())
 	}
-	m.reg.MustRegister(m.deliveries, m.results, m.attempt, m.duration, m.endToEnd, m.deadLetters,
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        BuildInfo,
+		Help:        "Always 1; its labels say which relay component runs, at which version, built with which Go.",
+		ConstLabels: prometheus.Labels{"component": "forwarder", "version": Version, "goversion": runtime.Version()},
+	})
+	buildInfo.Set(1)
+	m.reg.MustRegister(buildInfo, m.deliveries, m.results, m.attempt, m.duration, m.endToEnd, m.deadLetters,
 		m.circuitState, m.circuitTransitions, m.brokerConnected, m.limitApplied)
 	m.reg.MustRegister(extra...)
 	return m

@@ -2,6 +2,7 @@ package metrics_test
 
 import (
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -73,6 +74,7 @@ func TestMetrics_CountWhatTheyAreTold(t *testing.T) {
 		{metrics.CircuitTransitions, []string{"to", "half-open"}, 1},
 		{metrics.CircuitTransitions, []string{"to", "closed"}, 0},
 		{metrics.BrokerConnected, nil, 1},
+		{metrics.BuildInfo, []string{"component", "forwarder", "version", "dev"}, 1},
 	}
 	for _, tt := range tests {
 		if got, ok := metricstest.Value(t, fams, tt.name, tt.labels...); !ok || got != tt.want {
@@ -86,5 +88,18 @@ func TestMetrics_CountWhatTheyAreTold(t *testing.T) {
 	}
 	if buckets[1] != 1 || buckets[2] != 1 || buckets[3] != 2 || buckets[10] != 2 {
 		t.Errorf("attempt buckets %v, want le=1:1 le=2:1 le=3:2 le=10:2", buckets)
+	}
+}
+
+func TestNew_BuildInfoCarriesVersionAndGo(t *testing.T) {
+	defer func(v string) { metrics.Version = v }(metrics.Version)
+	metrics.Version = "v1.2.3-4-gabcdef0"
+	m := metrics.New()
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	fams := metricstest.Families(t, metricstest.Scrape(t, srv.URL))
+	labels := []string{"component", "forwarder", "version", "v1.2.3-4-gabcdef0", "goversion", runtime.Version()}
+	if got, ok := metricstest.Value(t, fams, metrics.BuildInfo, labels...); !ok || got != 1 {
+		t.Errorf("%s%v = %v (present %v), want 1", metrics.BuildInfo, labels, got, ok)
 	}
 }

@@ -6,6 +6,7 @@ package metrics
 
 import (
 	"net/http"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -29,16 +30,24 @@ const (
 	RateLimited     = "relay_ingress_rate_limited_total"
 	APIClients      = "relay_ingress_api_clients"
 	APIKeyReloads   = "relay_ingress_api_key_reloads_total"
+	// BuildInfo has the same name in both services, told apart by its
+	// component label: relay_build_info{component, version, goversion} 1.
+	BuildInfo = "relay_build_info"
 )
 
 // Names lists the metrics this package defines (not the Go, process and
 // queue collectors'): a test checks that the dashboard asks for no others.
 var Names = []string{Requests, RequestDuration, PublishConfirm, BrokerConnected, BrokerBlocked,
 	ConnectionsOpen, ConnectionsIdle, ConnectionsShed, ClientRequests, AuthFailures, RateLimited,
-	APIClients, APIKeyReloads}
+	APIClients, APIKeyReloads, BuildInfo}
 
 // Histograms lists the names in Names that are histograms.
 var Histograms = []string{RequestDuration, PublishConfirm}
+
+// Version is the version relay_build_info reports, read by New. main's init
+// sets it from main.version, which make build and the Dockerfiles stamp with
+// -ldflags "-X main.version=..."; tests see "dev".
+var Version = "dev"
 
 // latencyBuckets reach down to the half millisecond a confirm takes on an
 // idle broker, and up to PUBLISH_TIMEOUT's default (5s).
@@ -141,7 +150,13 @@ func New(blocked func() bool, extra ...prometheus.Collector) *Metrics {
 	for _, reason := range []string{"missing", "malformed", "invalid"} {
 		m.authFailures.WithLabelValues(reason)
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.confirm, m.brokerConnected, blockedGauge, m.connsOpen, m.connsIdle, shed,
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        BuildInfo,
+		Help:        "Always 1; its labels say which relay component runs, at which version, built with which Go.",
+		ConstLabels: prometheus.Labels{"component": "ingress", "version": Version, "goversion": runtime.Version()},
+	})
+	buildInfo.Set(1)
+	m.reg.MustRegister(buildInfo, m.requests, m.duration, m.confirm, m.brokerConnected, blockedGauge, m.connsOpen, m.connsIdle, shed,
 		m.clientRequests, m.authFailures, m.rateLimited, m.apiClients, reloads)
 	m.reg.MustRegister(extra...)
 	return m

@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"errors"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -106,10 +107,24 @@ func TestMetrics_CountWhatTheyAreTold(t *testing.T) {
 		{metrics.APIClients, nil, 3},
 		{metrics.APIKeyReloads, []string{"result", "success"}, 1},
 		{metrics.APIKeyReloads, []string{"result", "failure"}, 1},
+		{metrics.BuildInfo, []string{"component", "ingress", "version", "dev"}, 1},
 	}
 	for _, tt := range tests {
 		if got, ok := metricstest.Value(t, fams, tt.name, tt.labels...); !ok || got != tt.want {
 			t.Errorf("%s%v = %v (present %v), want %v", tt.name, tt.labels, got, ok, tt.want)
 		}
+	}
+}
+
+func TestNew_BuildInfoCarriesVersionAndGo(t *testing.T) {
+	defer func(v string) { metrics.Version = v }(metrics.Version)
+	metrics.Version = "v1.2.3-4-gabcdef0"
+	m := metrics.New(func() bool { return false })
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	fams := metricstest.Families(t, metricstest.Scrape(t, srv.URL))
+	labels := []string{"component", "ingress", "version", "v1.2.3-4-gabcdef0", "goversion", runtime.Version()}
+	if got, ok := metricstest.Value(t, fams, metrics.BuildInfo, labels...); !ok || got != 1 {
+		t.Errorf("%s%v = %v (present %v), want 1", metrics.BuildInfo, labels, got, ok)
 	}
 }
