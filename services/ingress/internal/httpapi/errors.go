@@ -84,6 +84,7 @@ const (
 	outcomeReady      = "ready"
 	outcomeNotReady   = "not_ready"
 	outcomeHealthy    = "ok"
+	outcomeDocument   = "openapi" // GET /openapi.json
 )
 
 // Error messages that do not come from the error itself: a client learns

@@ -145,11 +145,15 @@ type response struct {
 	raw    string
 }
 
+// serve has h answer req, and checks the answer against the OpenAPI
+// document.
 func serve(t testing.TB, h http.Handler, req *http.Request) response {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
-	return decode(t, rec.Result())
+	res := rec.Result()
+	conform(t, req, res)
+	return decode(t, res)
 }
 
 func decode(t testing.TB, res *http.Response) response {

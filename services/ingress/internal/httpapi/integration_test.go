@@ -67,13 +67,15 @@ func send(url string, body io.Reader, header ...string) (*http.Response, error) 
 	return client.Do(req)
 }
 
-// post is send for the test's goroutine.
+// post is send for the test's goroutine; it checks the answer against the
+// OpenAPI document.
 func post(t *testing.T, url string, body io.Reader, header ...string) response {
 	t.Helper()
 	res, err := send(url, body, header...)
 	if err != nil {
 		t.Fatalf("POST: %v", err)
 	}
+	conform(t, res.Request, res)
 	return decode(t, res)
 }
 

@@ -118,9 +118,10 @@ const (
 	maxHeaderBytes = 16 << 10
 )
 
-// Server serves POST /catering/register, GET /healthz and GET /readyz: the
-// public port. Operational endpoints (metrics) are served elsewhere (package
-// admin), so that anyone who can register cannot read them.
+// Server serves POST /catering/register, GET /healthz, GET /readyz and GET
+// /openapi.json (their description): the public port. Operational endpoints
+// (metrics) are served elsewhere (package admin), so that anyone who can
+// register cannot read them.
 type Server struct {
 	echo  *echo.Echo
 	pub   Publisher
@@ -179,6 +180,7 @@ func New(cfg config.Config, pub Publisher, topo *topology.Topology, log *slog.Lo
 	e.POST(pathRegister, s.register, guard...)
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
+	e.GET(pathOpenAPI, s.openapi)
 	return s
 }
 
