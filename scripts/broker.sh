@@ -28,6 +28,7 @@ BROKER_WAIT=${BROKER_WAIT:-60}               # seconds to wait for a started bro
 BROKER_AUTO_INSTALL=${BROKER_AUTO_INSTALL:-1} # 0 forbids step 4
 BROKER_MANAGEMENT=${BROKER_MANAGEMENT:-1}     # 0: leave the plugins alone
 MANAGEMENT_PORT=${MANAGEMENT_PORT:-15672}
+PROMETHEUS_PORT=${PROMETHEUS_PORT:-15692}
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -141,9 +142,12 @@ start_local() {
 }
 
 # management_answers reports whether something accepts connections on the
-# management port.
+# management port and on the broker's own metrics port (rabbitmq_prometheus).
 management_answers() {
-	timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2"' probe "$host" "$MANAGEMENT_PORT" 2>/dev/null
+	local p
+	for p in "$MANAGEMENT_PORT" "$PROMETHEUS_PORT"; do
+		timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2"' probe "$host" "$p" 2>/dev/null || return 1
+	done
 }
 
 # ensure_management enables the management plugin of a local broker whose
@@ -153,7 +157,7 @@ ensure_management() {
 	management_answers && return 0
 	local how="rabbitmq-plugins enable rabbitmq_management rabbitmq_prometheus"
 	if ! is_local || ! command -v rabbitmq-plugins >/dev/null || ! as_root true 2>/dev/null; then
-		say "the management API does not answer at $host:$MANAGEMENT_PORT: the forwarder cannot bound the main queue (QUEUE_MAX_LENGTH) and there is no UI; on the broker's machine run: sudo $how"
+		say "the management API (:$MANAGEMENT_PORT) or the broker's metrics (:$PROMETHEUS_PORT) do not answer at $host: without the first the forwarder cannot bound the main queue (QUEUE_MAX_LENGTH) and there is no UI; on the broker's machine run: sudo $how"
 		return 0
 	fi
 	say "enabling the management API: $how"
@@ -164,12 +168,12 @@ ensure_management() {
 	local start=$SECONDS
 	until management_answers; do
 		if ((SECONDS - start >= BROKER_WAIT)); then
-			say "warning: the management API did not answer at $host:$MANAGEMENT_PORT within ${BROKER_WAIT}s"
+			say "warning: the management API (:$MANAGEMENT_PORT) and metrics (:$PROMETHEUS_PORT) did not both answer at $host within ${BROKER_WAIT}s"
 			return 0
 		fi
 		sleep 1
 	done
-	say "management UI at http://$host:$MANAGEMENT_PORT/ (the user and password of AMQP_URL; guest/guest by default)"
+	say "management UI at http://$host:$MANAGEMENT_PORT/ (the user and password of AMQP_URL; guest/guest by default); broker metrics at http://$host:$PROMETHEUS_PORT/metrics"
 }
 
 ok() {
