@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/railco/relay/pkg/broker"
 	"github.com/railco/relay/pkg/brokertest"
 	"github.com/railco/relay/pkg/envelope"
 	"github.com/railco/relay/services/forwarder/internal/breaker"
@@ -154,11 +153,7 @@ func TestForwarder_OneMessageRefusedIsNeitherCountedNorDeadLettered(t *testing.T
 func TestForwarder_UncountedAttemptsAreHeldAtMostHoldMax(t *testing.T) {
 	conn := brokertest.Dial(t)
 	topo := brokertest.Declare(t, conn, brokertest.Config(t))
-	pub := broker.NewPublisher(1)
-	if err := pub.Attach(conn); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pub.Detach)
+	pub := attachPublisher(t, conn)
 	var letIn atomic.Bool
 	var delivered atomic.Int32
 	sender := senderFunc(func(_ context.Context, r delivery.Request) delivery.Result {

@@ -150,11 +150,7 @@ func start(t *testing.T, cfg topology.Config, endpoint string) *harness {
 	t.Helper()
 	conn := brokertest.Dial(t)
 	topo := brokertest.Declare(t, conn, cfg)
-	pub := broker.NewPublisher(1)
-	if err := pub.Attach(conn); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pub.Detach)
+	pub := attachPublisher(t, conn)
 
 	client := delivery.NewClient(endpoint, 4)
 	t.Cleanup(client.Close)
@@ -178,6 +174,17 @@ func start(t *testing.T, cfg topology.Config, endpoint string) *harness {
 		}
 	})
 	return &harness{topo: topo, conn: conn, pub: pub, brk: brk, logs: logs, obs: obs}
+}
+
+// attachPublisher attaches a one-channel publisher to conn for the test.
+func attachPublisher(t *testing.T, conn *amqp.Connection) *broker.Publisher {
+	t.Helper()
+	pub := broker.NewPublisher(1)
+	if err := pub.Attach(conn); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pub.Detach)
+	return pub
 }
 
 func (h *harness) publish(t *testing.T, id, body string) {

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/railco/relay/pkg/broker"
 	"github.com/railco/relay/pkg/brokertest"
 	"github.com/railco/relay/pkg/envelope"
 	"github.com/railco/relay/services/forwarder/internal/breaker"
@@ -31,11 +30,7 @@ func (f senderFunc) Deliver(ctx context.Context, r delivery.Request) delivery.Re
 func TestForwarder_PanicBecomesAFailedAttempt(t *testing.T) {
 	conn := brokertest.Dial(t)
 	topo := brokertest.Declare(t, conn, brokertest.Config(t))
-	pub := broker.NewPublisher(1)
-	if err := pub.Attach(conn); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pub.Detach)
+	pub := attachPublisher(t, conn)
 
 	var calls atomic.Int32
 	delivered := make(chan int, 1)
@@ -79,11 +74,7 @@ func TestForwarder_PanicBecomesAFailedAttempt(t *testing.T) {
 func TestForwarder_UncountedRetriesSlowDown(t *testing.T) {
 	conn := brokertest.Dial(t)
 	topo := brokertest.Declare(t, conn, brokertest.Config(t))
-	pub := broker.NewPublisher(1)
-	if err := pub.Attach(conn); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pub.Detach)
+	pub := attachPublisher(t, conn)
 
 	var dropped, others atomic.Int32
 	sender := senderFunc(func(_ context.Context, r delivery.Request) delivery.Result {

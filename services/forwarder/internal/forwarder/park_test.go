@@ -43,11 +43,7 @@ func (s *switchable) Publish(ctx context.Context, exchange, key string, msg amqp
 func TestForwarder_FailedMovesDoNotHoldTheWorkers(t *testing.T) {
 	conn := brokertest.Dial(t)
 	topo := brokertest.Declare(t, conn, brokertest.Config(t))
-	real := broker.NewPublisher(1)
-	if err := real.Attach(conn); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(real.Detach)
+	real := attachPublisher(t, conn)
 	pub := &switchable{Publisher: real}
 
 	be := newBackend(t, func(int) (int, http.Header) { return 200, nil })
@@ -110,11 +106,7 @@ func TestForwarder_FailedMovesDoNotHoldTheWorkers(t *testing.T) {
 func TestForwarder_ParkedMoveHandsTheMessageBackAtHoldMax(t *testing.T) {
 	conn := brokertest.Dial(t)
 	topo := brokertest.Declare(t, conn, brokertest.Config(t))
-	real := broker.NewPublisher(1)
-	if err := real.Attach(conn); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(real.Detach)
+	real := attachPublisher(t, conn)
 	pub := &switchable{Publisher: real}
 	pub.off.Store(true)
 
