@@ -32,6 +32,10 @@ type Payload struct {
 var passengerID = regexp.MustCompile(`("passengerId"\s*:\s*")[^"]*(")`)
 
 // NewPayload splits seed at its passengerId value.
+// openModelConnections bounds the connections of a fixed-rate load: half the
+// ingress's default INGRESS_MAX_CONNECTIONS.
+const openModelConnections = 512
+
 func NewPayload(seed []byte) (*Payload, error) {
 	loc := passengerID.FindSubmatchIndex(seed)
 	if loc == nil {
@@ -124,7 +128,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		// Start with enough workers for ~20 ms of answers; vegeta adds more
 		// whenever all are busy, so sends keep to the schedule.
 		workers := uint64(max(o.Rate/50, 16))
-		opts = append(opts, vegeta.Workers(workers), vegeta.Connections(10000))
+		// A client pool, as real clients have: without a cap, a stall makes
+		// vegeta open thousands of connections, which the ingress sheds at
+		// INGRESS_MAX_CONNECTIONS, and the bench measures its own thrashing.
+		// Requests beyond the pool wait in the client; accept latency counts
+		// from the schedule, so the wait shows.
+		opts = append(opts, vegeta.Workers(workers), vegeta.Connections(openModelConnections), vegeta.MaxConnections(openModelConnections))
 	} else {
 		if o.Connections < 1 {
 			return nil, errors.New("closed loop needs Connections")
