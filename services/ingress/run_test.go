@@ -13,13 +13,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/railco/relay/pkg/brokertest"
+	"github.com/railco/relay/pkg/logtest"
 	"github.com/railco/relay/pkg/topology"
 )
 
@@ -38,23 +38,8 @@ func seedBody(t *testing.T) []byte {
 	return b
 }
 
-// syncBuffer collects run's log output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects log output while it is written.
+type syncBuffer = logtest.Buffer
 
 // ingress is one run() in the background.
 type ingress struct {

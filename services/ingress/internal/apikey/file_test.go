@@ -1,7 +1,6 @@
 package apikey_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
@@ -12,27 +11,13 @@ import (
 	"time"
 
 	"github.com/railco/relay/pkg/brokertest"
+	"github.com/railco/relay/pkg/logtest"
 
 	"github.com/railco/relay/services/ingress/internal/apikey"
 )
 
-// logBuffer collects a File's log lines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// logBuffer collects log output while it is written.
+type logBuffer = logtest.Buffer
 
 // loads records OnLoad's calls.
 type loads struct {
