@@ -77,6 +77,13 @@ test-fuzz: ## Fuzz the ingress validator briefly: each of its fuzz tests for FUZ
 test-chaos: ## Chaos suite: real binaries against a private RabbitMQ node, faults on purpose (needs root; ~5 min)
 	cd test/e2e && $(GO) test -tags chaos -run '^TestChaos' -count=1 -v -timeout 10m .
 
+# The cluster suite builds bin/ first, as its targets' users expect; the
+# test itself compiles the services it runs from source (TestMain), so it
+# always runs the working tree.
+.PHONY: test-cluster
+test-cluster: build ## Cluster suite: real binaries against a private 3-node RabbitMQ cluster, nodes killed, restarted, hung (needs root; ~7 min)
+	cd test/e2e && $(GO) test -tags cluster -run '^TestCluster' -count=1 -v -timeout 15m .
+
 .PHONY: test-unit
 test-unit: ## Run the short tests of every module (no broker, no build)
 	@$(call foreach_module,$(GO) test -short -count=1 ./...)
@@ -86,8 +93,23 @@ run: ## Run broker, catering-stub, forwarder and ingress locally (Ctrl-C stops)
 	@scripts/run.sh
 
 .PHONY: bench
-bench: broker bench-micro ## Benchmarks: hot-path micro-benchmarks, then the load benchmark (< 5 min; bench/results/)
+bench: broker bench-micro bench-cpu ## Benchmarks: micro-benchmarks, CPU per message, the load benchmark, then the peers (compare.sh)
 	@cd bench && $(GO) run ./cmd/relaybench -out results
+	@$(MAKE) --no-print-directory bench-compare
+
+# CPU time per message of the built services, from /proc/PID/stat, over
+# steady closed-loop runs (docs/BENCHMARKS.md, "CPU per message").
+CPUCOST_FLAGS ?= -rounds 3
+.PHONY: bench-cpu
+bench-cpu: build broker ## CPU per message: µs of ingress CPU per registration, forwarder per delivery and per attempt (20% failing)
+	@mkdir -p bench/results
+	@cd bench && $(GO) run ./cmd/cpucost -bin ../$(BIN) -json results/cpucost-$$(date -u +%Y%m%dT%H%M%SZ).json $(CPUCOST_FLAGS)
+
+# The peers live beside the project (../shared/peers), never copied into it;
+# without them this says so and passes.
+.PHONY: bench-compare
+bench-compare: build broker ## relay beside the Watermill peer and the minimal build (../shared/peers/compare.sh); table into docs/BENCHMARKS.md
+	@scripts/bench-compare.sh
 
 .PHONY: bench-micro
 bench-micro: ## Hot-path micro-benchmarks (-benchmem): validation, envelope, delivery policy

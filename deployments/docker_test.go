@@ -36,30 +36,54 @@ var services = map[string]string{ // Dockerfile name → the port its service li
 	"catering-stub": "8080",
 }
 
+// The compose files of each variant: `docker compose up` runs the single
+// node, docker-compose.cluster.yml on top of it a three-node cluster.
+var (
+	singleNode = []string{"docker-compose.yml"}
+	cluster    = []string{"docker-compose.yml", "docker-compose.cluster.yml"}
+)
+
+// fileArgs are docker-compose's -f options for files.
+func fileArgs(files []string) []string {
+	var args []string
+	for _, f := range files {
+		args = append(args, "-f", filepath.Join(repoRoot, f))
+	}
+	return args
+}
+
 func dockerCompose(t *testing.T, args ...string) []byte {
+	t.Helper()
+	return dockerComposeFiles(t, singleNode, args...)
+}
+
+func dockerComposeFiles(t *testing.T, files []string, args ...string) []byte {
 	t.Helper()
 	bin, err := exec.LookPath("docker-compose")
 	if err != nil {
 		t.Fatal("docker-compose is not installed (apt-get install -y docker-compose): the compose file cannot be validated")
 	}
-	cmd := exec.Command(bin, append([]string{"-f", filepath.Join(repoRoot, "docker-compose.yml")}, args...)...)
+	cmd := exec.Command(bin, append(fileArgs(files), args...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("docker-compose %s: %v\n%s", strings.Join(args, " "), err, out)
+		t.Fatalf("docker-compose %s %s: %v\n%s", strings.Join(files, " + "), strings.Join(args, " "), err, out)
 	}
 	return out
 }
 
 func TestCompose_Validates(t *testing.T) {
-	dockerCompose(t, "config", "-q")
-	dockerCompose(t, "--profile", "observability", "config", "-q")
+	for _, files := range [][]string{singleNode, cluster} {
+		dockerComposeFiles(t, files, "config", "-q")
+		dockerComposeFiles(t, files, "--profile", "observability", "config", "-q")
+	}
 }
 
 // composeFile is the part of `docker-compose config` the test reads.
 type composeFile struct {
 	Services map[string]struct {
-		Image string `yaml:"image"`
-		Build struct {
+		Image    string `yaml:"image"`
+		Hostname string `yaml:"hostname"`
+		Build    struct {
 			Context    string `yaml:"context"`
 			Dockerfile string `yaml:"dockerfile"`
 		} `yaml:"build"`
@@ -71,6 +95,10 @@ type composeFile struct {
 		Healthcheck map[string]any `yaml:"healthcheck"`
 		Volumes     []any          `yaml:"volumes"`
 		Profiles    []string       `yaml:"profiles"`
+		Entrypoint  []string       `yaml:"entrypoint"`
+		Networks    map[string]*struct {
+			Aliases []string `yaml:"aliases"`
+		} `yaml:"networks"`
 	} `yaml:"services"`
 	Volumes map[string]any `yaml:"volumes"`
 }
@@ -114,21 +142,24 @@ func TestCompose_FitsTheStory(t *testing.T) {
 // ${NAME:-default}, ${NAME-default}, ${NAME:?error}, $NAME.
 var composeVar = regexp.MustCompile(`\$\{?([A-Za-z_][A-Za-z0-9_]*)`)
 
-// composeVars returns the variables docker-compose.yml reads.
+// composeVars returns the variables the compose files (both variants) read.
+// $$ is a literal $ for the container, not a variable of compose's.
 func composeVars(t *testing.T) []string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot, "docker-compose.yml"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var vars []string
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if strings.HasPrefix(strings.TrimSpace(line), "#") {
-			continue
+	for _, file := range cluster {
+		b, err := os.ReadFile(filepath.Join(repoRoot, file))
+		if err != nil {
+			t.Fatal(err)
 		}
-		for _, m := range composeVar.FindAllStringSubmatch(line, -1) {
-			if !slices.Contains(vars, m[1]) {
-				vars = append(vars, m[1])
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if strings.HasPrefix(strings.TrimSpace(line), "#") {
+				continue
+			}
+			for _, m := range composeVar.FindAllStringSubmatch(strings.ReplaceAll(line, "$$", ""), -1) {
+				if !slices.Contains(vars, m[1]) {
+					vars = append(vars, m[1])
+				}
 			}
 		}
 	}
@@ -141,6 +172,12 @@ func composeVars(t *testing.T) []string {
 // own instead of a developer's .env, and none of the variables compose
 // reads from the test's environment.
 func composeConfig(t *testing.T, env map[string]string) composeFile {
+	t.Helper()
+	return composeConfigFiles(t, singleNode, env)
+}
+
+// composeConfigFiles is composeConfig for the compose files of a variant.
+func composeConfigFiles(t *testing.T, files []string, env map[string]string) composeFile {
 	t.Helper()
 	bin, err := exec.LookPath("docker-compose")
 	if err != nil {
@@ -155,7 +192,7 @@ func composeConfig(t *testing.T, env map[string]string) composeFile {
 		t.Fatal(err)
 	}
 	read := composeVars(t)
-	cmd := exec.Command(bin, "-f", filepath.Join(repoRoot, "docker-compose.yml"), "--env-file", envFile, "--profile", "observability", "config")
+	cmd := exec.Command(bin, append(fileArgs(files), "--env-file", envFile, "--profile", "observability", "config")...)
 	for _, kv := range os.Environ() {
 		if k, _, _ := strings.Cut(kv, "="); !slices.Contains(read, k) {
 			cmd.Env = append(cmd.Env, kv)
@@ -167,7 +204,7 @@ func composeConfig(t *testing.T, env map[string]string) composeFile {
 		if ee, ok := err.(*exec.ExitError); ok {
 			stderr = ee.Stderr
 		}
-		t.Fatalf("docker-compose config: %v\n%s", err, stderr)
+		t.Fatalf("docker-compose %s config: %v\n%s", strings.Join(files, " + "), err, stderr)
 	}
 	var c composeFile
 	decodeYAML(t, out, &c)
@@ -234,23 +271,27 @@ func parseVolume(t *testing.T, v any) bindMount {
 // management UI), Grafana, Prometheus, the stub and the admin ports are for
 // the machine's own user: published on 127.0.0.1, or not at all.
 func TestCompose_OnlyTheIngressAPIIsPublishedBeyondLoopback(t *testing.T) {
-	c := composeConfig(t, nil)
-	public := 0
-	for _, name := range slices.Sorted(maps.Keys(c.Services)) {
-		for _, raw := range c.Services[name].Ports {
-			p := parsePort(t, raw)
-			if p.hostIP == "127.0.0.1" {
-				continue
+	for _, files := range [][]string{singleNode, cluster} {
+		t.Run(files[len(files)-1], func(t *testing.T) {
+			c := composeConfigFiles(t, files, nil)
+			public := 0
+			for _, name := range slices.Sorted(maps.Keys(c.Services)) {
+				for _, raw := range c.Services[name].Ports {
+					p := parsePort(t, raw)
+					if p.hostIP == "127.0.0.1" {
+						continue
+					}
+					if name == "ingress" && p.target == services["ingress"] {
+						public++
+						continue
+					}
+					t.Errorf("%s publishes container port %s on %q (every interface): bind it to 127.0.0.1 (\"127.0.0.1:%s:%s\")", name, p.target, p.hostIP, p.published, p.target)
+				}
 			}
-			if name == "ingress" && p.target == services["ingress"] {
-				public++
-				continue
+			if public != 1 {
+				t.Errorf("the ingress's API port %s is published on every interface %d times, want once", services["ingress"], public)
 			}
-			t.Errorf("%s publishes container port %s on %q (every interface): bind it to 127.0.0.1 (\"127.0.0.1:%s:%s\")", name, p.target, p.hostIP, p.published, p.target)
-		}
-	}
-	if public != 1 {
-		t.Errorf("the ingress's API port %s is published on every interface %d times, want once", services["ingress"], public)
+		})
 	}
 }
 
@@ -377,8 +418,8 @@ func apiKeysMount(t *testing.T, c composeFile) bindMount {
 }
 
 // .env.example is the list of what a .env may set: every variable compose
-// reads is in it, it names none compose does not read, and compose renders
-// with it as it is.
+// reads (either variant) is in it, it names none compose does not read, and
+// compose renders both variants with it as it is.
 func TestEnvExample_CoversEveryVariableComposeReads(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(repoRoot, ".env.example"))
 	if err != nil {
@@ -400,20 +441,21 @@ func TestEnvExample_CoversEveryVariableComposeReads(t *testing.T) {
 	read := composeVars(t)
 	for _, v := range read {
 		if !mentioned[v] {
-			t.Errorf("docker-compose.yml reads %s, which .env.example does not mention", v)
+			t.Errorf("the compose files read %s, which .env.example does not mention", v)
 		}
 	}
 	for v := range mentioned {
 		if !slices.Contains(read, v) {
-			t.Errorf(".env.example sets %s, which docker-compose.yml never reads", v)
+			t.Errorf(".env.example sets %s, which no compose file reads", v)
 		}
 	}
-	for _, v := range []string{"RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS", "GRAFANA_ADMIN_PASSWORD", "CATERING_SIGNING_SECRET", "RELAY_API_KEYS_DIR"} {
+	for _, v := range []string{"RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS", "GRAFANA_ADMIN_PASSWORD", "CATERING_SIGNING_SECRET", "RELAY_API_KEYS_DIR", "RELAY_ERLANG_COOKIE"} {
 		if _, ok := example[v]; !ok {
 			t.Errorf(".env.example does not set %s", v)
 		}
 	}
 	composeConfig(t, example)
+	composeConfigFiles(t, cluster, example)
 }
 
 // A .env holds secrets: git must not take it, nor docker build's context.

@@ -174,9 +174,8 @@ func (a *app) load() (settings, bool) {
 		err = cfg.Validate()
 	}
 	if err == nil {
-		if _, perr := amqp.ParseURI(s.amqpURL); perr != nil {
-			// The parser's error quotes the URL, password and all.
-			err = fmt.Errorf("AMQP_URL %s is not an amqp:// URL", broker.Redact(s.amqpURL))
+		if _, perr := broker.ParseURLs(s.amqpURL); perr != nil {
+			err = fmt.Errorf("AMQP_URL: %w", perr) // names the URL without its password
 		}
 	}
 	if err != nil {
@@ -189,7 +188,7 @@ func (a *app) load() (settings, bool) {
 
 // dial connects to the broker; the caller closes the connection.
 func (a *app) dial(s settings) (*amqp.Connection, error) {
-	conn, err := amqp.DialConfig(s.amqpURL, amqp.Config{
+	conn, _, err := broker.DialAny(s.amqpURL, amqp.Config{
 		Properties:      amqp.Table{"connection_name": "relayctl"},
 		Dial:            amqp.DefaultDial(dialTimeout),
 		TLSClientConfig: s.brokerTLS.Clone(), // the library sets its ServerName

@@ -12,4 +12,7 @@
 // channel's lock only to write its frames, then waits for its own confirm
 // outside any lock, so confirms are pipelined. A message is reported stored
 // only when the broker acked it and did not return it as unroutable.
+//
+// CombineWrites wraps amqp.Config.Dial so that concurrent publishes and acks
+// share system calls instead of flushing one write(2) each.
 package broker

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,9 +24,11 @@ var (
 	ErrUnroutable = errors.New("message unroutable: no queue bound for it")
 )
 
-// HeaderPublishSeq carries the channel's publish sequence number so that a
-// mandatory return, which has no delivery tag, can be matched to its publish.
-// It stays on the stored message but means nothing once confirmed.
+// HeaderPublishSeq is the header in which earlier versions sent every
+// message's publish sequence number, to match a mandatory return to its
+// publish. Publish no longer sets it (returns are matched by message id, see
+// confirmChannel.loop): messages stored by those versions may still carry it,
+// and readers drop it.
 const HeaderPublishSeq = "x-relay-publish-seq"
 
 // Publisher publishes with confirms over a set of channels that it opens on
@@ -209,7 +210,7 @@ type confirmChannel struct {
 	publishMu sync.Mutex // held while taking a sequence number and writing the frames
 
 	pendingMu sync.Mutex
-	pending   map[uint64]chan error
+	pending   map[uint64]pendingPublish
 	closed    bool
 	done      chan struct{}
 	onBroken  func()
@@ -224,7 +225,7 @@ func openConfirmChannel(conn *amqp.Connection, onBroken func()) (*confirmChannel
 		_ = ch.Close()
 		return nil, fmt.Errorf("enable publisher confirms: %w", err)
 	}
-	c := &confirmChannel{ch: ch, pending: map[uint64]chan error{}, done: make(chan struct{}), onBroken: onBroken}
+	c := &confirmChannel{ch: ch, pending: map[uint64]pendingPublish{}, done: make(chan struct{}), onBroken: onBroken}
 	// Unbuffered on purpose: the library hands both over from its single reader
 	// goroutine, one after the other, and only an unbuffered hand-over keeps
 	// their order for the loop: a message's return always comes before its ack.
@@ -235,23 +236,25 @@ func openConfirmChannel(conn *amqp.Connection, onBroken func()) (*confirmChannel
 	return c, nil
 }
 
+// pendingPublish is a publish waiting for its confirm.
+type pendingPublish struct {
+	result chan error
+	id     string // its message id: a mandatory return names only that
+}
+
 func (c *confirmChannel) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) (<-chan error, error) {
 	result := make(chan error, 1)
-	headers := make(amqp.Table, len(msg.Headers)+1)
-	maps.Copy(headers, msg.Headers)
-	msg.Headers = headers
 
 	c.publishMu.Lock()
 	defer c.publishMu.Unlock()
 	seq := c.ch.GetNextPublishSeqNo()
-	msg.Headers[HeaderPublishSeq] = int64(seq)
 
 	c.pendingMu.Lock()
 	if c.closed {
 		c.pendingMu.Unlock()
 		return nil, fmt.Errorf("%w: channel closed", ErrUnavailable)
 	}
-	c.pending[seq] = result
+	c.pending[seq] = pendingPublish{result: result, id: msg.MessageId}
 	c.pendingMu.Unlock()
 
 	if err := c.ch.PublishWithContext(ctx, exchange, key, true /* mandatory */, false /* immediate */, msg); err != nil {
@@ -263,6 +266,19 @@ func (c *confirmChannel) publish(ctx context.Context, exchange, key string, msg 
 	return result, nil
 }
 
+// loop hands each confirm to its publish. A mandatory return (no queue bound
+// for the message) carries no sequence number, only the message, so it marks
+// every publish still waiting with the returned message's id: their confirms
+// (the broker acks a returned message) then fail with ErrUnroutable. Two
+// messages in flight with the same id on one channel (a client that retries
+// with its Idempotency-Key before its first answer) may both fail, the
+// routed one too: a 503 the client retries, never a false success. The
+// broker sends a message's return before its confirm, and both arrive here
+// in that order (see openConfirmChannel), so the mark is always in time.
+//
+// Returns happen only when the topology is damaged; matching them by id
+// spares every message a header that only this loop needs (it used to
+// travel with the message to every reader, HeaderPublishSeq).
 func (c *confirmChannel) loop(confirms <-chan amqp.Confirmation, returns <-chan amqp.Return) {
 	defer close(c.done)
 	returned := map[uint64]bool{}
@@ -273,9 +289,13 @@ func (c *confirmChannel) loop(confirms <-chan amqp.Confirmation, returns <-chan 
 				returns = nil
 				continue
 			}
-			if seq, ok := r.Headers[HeaderPublishSeq].(int64); ok {
-				returned[uint64(seq)] = true
+			c.pendingMu.Lock()
+			for seq, p := range c.pending {
+				if p.id == r.MessageId {
+					returned[seq] = true
+				}
 			}
+			c.pendingMu.Unlock()
 		case cf, ok := <-confirms:
 			if !ok {
 				c.failPending()
@@ -292,11 +312,11 @@ func (c *confirmChannel) loop(confirms <-chan amqp.Confirmation, returns <-chan 
 			}
 			delete(returned, cf.DeliveryTag)
 			c.pendingMu.Lock()
-			result := c.pending[cf.DeliveryTag]
+			p := c.pending[cf.DeliveryTag]
 			delete(c.pending, cf.DeliveryTag)
 			c.pendingMu.Unlock()
-			if result != nil {
-				result <- err
+			if p.result != nil {
+				p.result <- err
 			}
 		}
 	}
@@ -306,8 +326,8 @@ func (c *confirmChannel) failPending() {
 	c.pendingMu.Lock()
 	defer c.pendingMu.Unlock()
 	c.closed = true
-	for seq, result := range c.pending {
-		result <- ErrNotConfirmed
+	for seq, p := range c.pending {
+		p.result <- ErrNotConfirmed
 		delete(c.pending, seq)
 	}
 }

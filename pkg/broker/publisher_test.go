@@ -87,6 +87,42 @@ func TestPublisher_UnroutableIsAnError(t *testing.T) {
 	}
 }
 
+// Routable and unroutable publishes in flight together on one channel: a
+// return names only the message, and must fail its own publish, never a
+// routed one's; the stored messages carry no publisher bookkeeping.
+func TestPublisher_ConcurrentReturnsFailOnlyTheirOwn(t *testing.T) {
+	conn := brokertest.Dial(t)
+	topo := brokertest.Declare(t, conn, brokertest.Config(t))
+	pub := attached(t, conn, 1)
+
+	const n = 200
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		key := topo.Queue
+		if i%4 == 3 {
+			key = "no-such-key"
+		}
+		wg.Go(func() { errs[i] = publish(pub, topo.Exchange, key, fmt.Sprint("m", i)) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if i%4 == 3 && !errors.Is(err, broker.ErrUnroutable) {
+			t.Errorf("unroutable publish %d: %v, want ErrUnroutable", i, err)
+		}
+		if i%4 != 3 && err != nil {
+			t.Errorf("routable publish %d: %v", i, err)
+		}
+	}
+	if got := brokertest.Depth(t, conn, topo.Queue); got != n-n/4 {
+		t.Errorf("queue holds %d, want the %d routable messages", got, n-n/4)
+	}
+	d := brokertest.Get(t, conn, topo.Queue, time.Second)
+	if _, ok := d.Headers[broker.HeaderPublishSeq]; ok {
+		t.Errorf("stored message carries %s: %v", broker.HeaderPublishSeq, d.Headers)
+	}
+}
+
 // A queue that refuses new messages (full, overflow reject-publish) nacks.
 func TestPublisher_NackIsAnError(t *testing.T) {
 	conn := brokertest.Dial(t)

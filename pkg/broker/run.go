@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -23,8 +22,14 @@ func CheckTLS(amqpURL string, f tlsconfig.Files) error {
 	if err := f.Validate("AMQP"); err != nil {
 		return err
 	}
-	if uri, err := amqp.ParseURI(amqpURL); err == nil && f.Set() && uri.Scheme != "amqps" {
-		return errors.New("AMQP_CA_FILE, AMQP_CLIENT_CERT_FILE and AMQP_CLIENT_KEY_FILE need an amqps:// AMQP_URL: with amqp:// the connection is not encrypted")
+	uris, err := ParseURLs(amqpURL)
+	if err != nil || !f.Set() {
+		return nil // a bad URL is reported where it is parsed
+	}
+	for _, uri := range uris {
+		if uri.Scheme != "amqps" {
+			return errors.New("AMQP_CA_FILE, AMQP_CLIENT_CERT_FILE and AMQP_CLIENT_KEY_FILE need amqps:// in AMQP_URL (every URL of it): with amqp:// the connection is not encrypted")
+		}
 	}
 	return nil
 }
@@ -49,8 +54,10 @@ const (
 	reconnectJitter  = 0.5
 	// stableSession is how long a session must last before the backoff resets.
 	stableSession = 30 * time.Second
-	// heartbeat detects dead TCP connections (a cut network sends no FIN).
-	heartbeat = 10 * time.Second
+	// heartbeat detects dead TCP connections (a cut network sends no FIN) and
+	// hung nodes: the library gives up on a connection that has been silent
+	// for three heartbeats, 15 s, and the next URL gets its turn.
+	heartbeat = 5 * time.Second
 )
 
 // Session uses one connection until it is lost or ctx ends. It returns nil
@@ -60,12 +67,18 @@ type Session func(ctx context.Context, conn *amqp.Connection) error
 
 // Dialer says where and as whom to connect.
 type Dialer struct {
-	URL  string       // amqp://user:pass@host:port/vhost, or amqps://
+	// URL is amqp://user:pass@host:port/vhost (or amqps://), or several
+	// such URLs separated by commas: the nodes of one cluster. Run starts at
+	// a random one and moves to the next on every reconnect.
+	URL  string
 	TLS  *tls.Config  // for amqps: whom to trust, which client certificate; nil: the system's CAs
 	Name string       // connection_name, shown in the management UI
 	Log  *slog.Logger // connection events; the password is never logged
 	// OnConnected, if set, is told when a connection comes up (true) and goes away (false).
 	OnConnected func(bool)
+	// OnNode, if set, is told the node (host:port) of each new connection,
+	// and "" when it goes away.
+	OnNode func(node string)
 }
 
 // Run connects and runs session, reconnecting after every loss, until ctx
@@ -77,23 +90,26 @@ func (d Dialer) Run(ctx context.Context, session Session) error {
 		backoff.WithRandomizationFactor(reconnectJitter),
 		backoff.WithMaxElapsedTime(0), // forever
 	)
-	where := Redact(d.URL)
-	if _, err := amqp.ParseURI(d.URL); err != nil {
-		// The parser's error quotes the URL, password and all: keep it out of logs.
-		return fmt.Errorf("invalid AMQP URL %s", where)
+	ns, err := newNodes(d.URL)
+	if err != nil {
+		return fmt.Errorf("invalid AMQP_URL: %w", err)
 	}
 	for {
-		conn, err := amqp.DialConfig(d.URL, amqp.Config{
+		raw, uri := ns.take()
+		where := Redact(raw)
+		conn, err := amqp.DialConfig(raw, amqp.Config{
 			Heartbeat:       heartbeat,
 			Properties:      amqp.Table{"connection_name": d.Name},
-			TLSClientConfig: d.TLS.Clone(), // the library sets its ServerName: never share one
+			TLSClientConfig: d.TLS.Clone(),                                // the library sets its ServerName: never share one
+			Dial:            CombineWrites(amqp.DefaultDial(dialTimeout)), // one write(2) for many frames: see combine.go
 		})
 		if err == nil {
-			d.Log.Info("broker connected", "broker", where)
-			d.notify(true)
+			node := Node(uri)
+			d.Log.Info("broker connected", "broker", where, "node", node, "cluster", clusterName(conn))
+			d.notify(true, node)
 			started := time.Now()
 			err = session(ctx, conn)
-			d.notify(false)
+			d.notify(false, "")
 			_ = CloseConn(conn) // may already be closed; nothing to do about a failure here
 			if ctx.Err() != nil {
 				return nil
@@ -119,10 +135,19 @@ func (d Dialer) Run(ctx context.Context, session Session) error {
 	}
 }
 
-func (d Dialer) notify(up bool) {
+func (d Dialer) notify(up bool, node string) {
 	if d.OnConnected != nil {
 		d.OnConnected(up)
 	}
+	if d.OnNode != nil {
+		d.OnNode(node)
+	}
+}
+
+// clusterName is the cluster the broker says it belongs to, or "".
+func clusterName(conn *amqp.Connection) string {
+	name, _ := conn.Properties["cluster_name"].(string)
+	return name
 }
 
 type fatalError struct{ err error }
@@ -186,13 +211,4 @@ func Wait(ctx context.Context, conn *amqp.Connection, broken <-chan struct{}, on
 			}
 		}
 	}
-}
-
-// Redact returns the URL without its password, for logs.
-func Redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparseable AMQP URL)"
-	}
-	return u.Redacted()
 }

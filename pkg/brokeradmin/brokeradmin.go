@@ -12,9 +12,10 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/railco/relay/pkg/broker"
 )
 
 // The management API's ports when the broker serves it over plain HTTP, and
@@ -31,55 +32,69 @@ const Off = "off"
 var ErrOff = errors.New("management API turned off")
 
 // Client calls the management API for one virtual host. It is safe for
-// concurrent use.
+// concurrent use. In a cluster every node serves the same API: a call that
+// cannot reach one node goes to the next.
 type Client struct {
-	base        *url.URL // scheme://host:port[/prefix], no credentials
+	bases       []*url.URL // scheme://host:port[/prefix], no credentials; one per node
+	current     atomic.Int32
 	user, pass  string
 	vhost       string
 	http        *http.Client
-	description string // base URL, password masked
+	description string // base URLs, password masked
 }
 
-// New returns a Client for the broker of amqpURL. mgmtURL, when not empty,
-// says where the management API is (e.g. "http://rabbitmq:15672"); its
-// credentials, if any, are used instead of amqpURL's. When empty, it is
-// http://<amqpURL's host>:15672 with amqpURL's credentials. The virtual host
-// is always amqpURL's. mgmtURL "off" gives ErrOff.
+// New returns a Client for the broker of amqpURL (AMQP_URL: one URL, or the
+// nodes of a cluster separated by commas). mgmtURL, when not empty, says
+// where the management API is (e.g. "http://rabbitmq:15672", or several
+// separated by commas); its credentials, if any, are used instead of
+// amqpURL's. When empty, it is http://<host>:15672 (https://<host>:15671 for
+// amqps) of every AMQP URL, with their credentials. The virtual host is
+// always the first AMQP URL's. mgmtURL "off" gives ErrOff.
 func New(amqpURL, mgmtURL string) (*Client, error) {
 	if mgmtURL == Off {
 		return nil, ErrOff
 	}
-	uri, err := amqp.ParseURI(amqpURL)
+	uris, err := broker.ParseURLs(amqpURL)
 	if err != nil {
-		return nil, errors.New("invalid AMQP URL") // its text would quote the password
+		return nil, fmt.Errorf("AMQP URL: %w", err) // never quotes the password
 	}
+	uri := uris[0]
 	// A call or two per connection to the broker: no connection is kept
 	// open between them.
 	transport := &http.Transport{Proxy: http.ProxyFromEnvironment, DisableKeepAlives: true}
 	c := &Client{user: uri.Username, pass: uri.Password, vhost: uri.Vhost, http: &http.Client{Timeout: 10 * time.Second, Transport: transport}}
 	if mgmtURL == "" {
 		// The credentials go with every call: over TLS when AMQP uses it.
-		c.base = &url.URL{Scheme: "http", Host: net.JoinHostPort(uri.Host, fmt.Sprint(DefaultPort))}
-		if uri.Scheme == "amqps" {
-			c.base = &url.URL{Scheme: "https", Host: net.JoinHostPort(uri.Host, fmt.Sprint(DefaultTLSPort))}
+		for _, uri := range uris {
+			base := &url.URL{Scheme: "http", Host: net.JoinHostPort(uri.Host, fmt.Sprint(DefaultPort))}
+			if uri.Scheme == "amqps" {
+				base = &url.URL{Scheme: "https", Host: net.JoinHostPort(uri.Host, fmt.Sprint(DefaultTLSPort))}
+			}
+			c.bases = append(c.bases, base)
 		}
 	} else {
-		u, err := url.Parse(mgmtURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, errors.New("management URL must be an http(s) URL")
+		for _, raw := range strings.Split(mgmtURL, ",") {
+			u, err := url.Parse(strings.TrimSpace(raw))
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return nil, errors.New("management URL must be an http(s) URL, or several separated by commas")
+			}
+			if u.User != nil {
+				c.user = u.User.Username()
+				c.pass, _ = u.User.Password()
+			}
+			u.User = nil
+			u.Path = strings.TrimSuffix(u.Path, "/")
+			c.bases = append(c.bases, u)
 		}
-		if u.User != nil {
-			c.user = u.User.Username()
-			c.pass, _ = u.User.Password()
-		}
-		u.User = nil
-		u.Path = strings.TrimSuffix(u.Path, "/")
-		c.base = u
 	}
 	if c.vhost == "" {
 		c.vhost = "/"
 	}
-	c.description = c.base.String()
+	shown := make([]string, len(c.bases))
+	for i, b := range c.bases {
+		shown[i] = b.String()
+	}
+	c.description = strings.Join(shown, ",")
 	return c, nil
 }
 
@@ -89,7 +104,7 @@ func (c *Client) UseTLS(cfg *tls.Config) {
 	c.http.Transport.(*http.Transport).TLSClientConfig = cfg.Clone() // a config of its own: an AMQP dial sets the AMQP host's name in its config
 }
 
-// String is the API's base URL, without credentials.
+// String is the API's base URL (or URLs, comma-separated), without credentials.
 func (c *Client) String() string { return c.description }
 
 // Policy is a RabbitMQ policy, as the management API takes it.
@@ -159,26 +174,27 @@ func (c *Client) policyPath(name string) string {
 	return "/api/policies/" + url.PathEscape(c.vhost) + "/" + url.PathEscape(name)
 }
 
-// do calls the API; out, if not nil, receives the JSON answer.
+// do calls the API; out, if not nil, receives the JSON answer. A node that
+// does not answer at all hands the call to the next; any answer is final.
 func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
-	u := *c.base
-	u.RawPath = u.Path + path // keep %2F in the vhost escaped
-	u.Path += unescape(path)
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
+	first := int(c.current.Load())
+	var resp *http.Response
+	var errs []error
+	for i := range c.bases {
+		n := (first + i) % len(c.bases)
+		var err error
+		resp, err = c.call(ctx, c.bases[n], method, path, body)
+		if err == nil {
+			c.current.Store(int32(n))
+			break
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	req.SetBasicAuth(c.user, c.pass)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("management API at %s: %w", c.description, errors.Unwrap(err)) // *url.Error repeats the URL
+	if resp == nil {
+		return errors.Join(errs...)
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
@@ -198,6 +214,30 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 		}
 	}
 	return nil
+}
+
+// call sends one request to the API at base.
+func (c *Client) call(ctx context.Context, base *url.URL, method, path string, body []byte) (*http.Response, error) {
+	u := *base
+	u.RawPath = u.Path + path // keep %2F in the vhost escaped
+	u.Path += unescape(path)
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	req.SetBasicAuth(c.user, c.pass)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("management API at %s: %w", base, errors.Unwrap(err)) // *url.Error repeats the URL
+	}
+	return resp, nil
 }
 
 func unescape(p string) string {

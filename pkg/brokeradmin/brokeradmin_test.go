@@ -18,6 +18,7 @@ func TestNew_WhereTheAPIIs(t *testing.T) {
 		{"amqps://u:secret@rabbit.example/prod", "", "https://rabbit.example:15671"},
 		{"amqp://u:secret@[::1]:5672/", "", "http://[::1]:15672"},
 		{"amqp://u:secret@rabbit/", "https://admin:other@mgmt.example:443/rabbitmq/", "https://mgmt.example:443/rabbitmq"},
+		{"amqp://u:secret@rabbit-1:5672/,amqp://u:secret@rabbit-2:5672/", "", "http://rabbit-1:15672,http://rabbit-2:15672"},
 	}
 	for _, tt := range tests {
 		c, err := brokeradmin.New(tt.amqp, tt.mgmt)
@@ -39,6 +40,28 @@ func TestNew_WhereTheAPIIs(t *testing.T) {
 	}
 	if _, err := brokeradmin.New("amqp://u:secret@h:notaport/", ""); err == nil || strings.Contains(err.Error(), "secret") {
 		t.Errorf("bad AMQP URL: %v (want an error without the password)", err)
+	}
+}
+
+// In a cluster, a node whose API does not answer hands the call to the next.
+func TestCluster_ANodeDownGoesToTheNext(t *testing.T) {
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadURL := "http://" + dead.Addr().String()
+	_ = dead.Close() // refuses connections from now on
+	c, err := brokeradmin.New(brokertest.URL(), deadURL+","+brokertest.Admin(t).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for range 2 { // the second call starts at the node that answered
+		var q struct{ Name string }
+		if err := c.GetQueue(ctx, "no-such-queue-"+brokertest.Prefix(t), &q); !errors.Is(err, brokeradmin.ErrNotFound) {
+			t.Fatalf("GetQueue = %v, want the live node's 404", err)
+		}
 	}
 }
 

@@ -105,6 +105,28 @@ func (l *Loader) Bool(key string, def bool) bool {
 	return b
 }
 
+// Switch returns the variable as on (true) or off (false), or def: "on",
+// "off" and whatever strconv.ParseBool takes ("true", "1", "false", "0", ...),
+// in any case.
+func (l *Loader) Switch(key string, def bool) bool {
+	raw, ok := l.lookup(key)
+	if !ok {
+		return def
+	}
+	switch strings.ToLower(raw) {
+	case "on":
+		return true
+	case "off":
+		return false
+	}
+	b, err := strconv.ParseBool(raw)
+	if err != nil {
+		l.fail(key, raw, errors.New("want on or off"))
+		return def
+	}
+	return b
+}
+
 // IntSet returns the variable parsed as a comma-separated list of integers, or def.
 func (l *Loader) IntSet(key string, def []int) map[int]bool {
 	raw, ok := l.lookup(key)

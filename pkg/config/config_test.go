@@ -41,3 +41,21 @@ func TestLoader_ReportsEveryBadValue(t *testing.T) {
 		}
 	}
 }
+
+func TestLoader_SwitchTakesOnAndOff(t *testing.T) {
+	env := map[string]string{"A": "on", "B": "OFF", "C": "true", "D": "0", "E": "maybe"}
+	l := config.NewLoader(func(k string) string { return env[k] })
+	if !l.Switch("A", false) || l.Switch("B", true) || !l.Switch("C", false) || l.Switch("D", true) {
+		t.Error("Switch misread a value")
+	}
+	if l.Switch("MISSING", false) || !l.Switch("MISSING", true) {
+		t.Error("Switch ignored its default")
+	}
+	if err := l.Err(); err != nil {
+		t.Fatal(err)
+	}
+	l.Switch("E", false)
+	if err := l.Err(); err == nil || !strings.Contains(err.Error(), "E=") {
+		t.Errorf("Switch(maybe): error %v", err)
+	}
+}

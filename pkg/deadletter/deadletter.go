@@ -225,7 +225,13 @@ var deadHeaders = map[string]bool{
 	"x-last-death-exchange":       true,
 	"x-last-death-queue":          true,
 	"x-last-death-reason":         true,
+	deliveryCount:                 true,
 }
+
+// deliveryCount is the header a quorum queue adds to a message it delivers
+// again: for a dead letter, how often it was browsed. Broker bookkeeping,
+// not the letter's story.
+const deliveryCount = "x-delivery-count"
 
 // errStop, returned by a visit's fn, ends the visit without being an error.
 var errStop = errors.New("stop")
@@ -267,6 +273,7 @@ func visit(ctx context.Context, conn *amqp.Connection, queue string, f Filter,
 			break
 		}
 	}
+	s.drain(ctx)
 	if settle != nil {
 		if err := settle(); err != nil {
 			errs = append(errs, err)

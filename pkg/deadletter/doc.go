@@ -7,13 +7,14 @@
 //
 // Every operation scans on a channel of its own: it takes messages with
 // basic.get, without acknowledging them, and looks at each. Messages it does
-// not act on stay unacknowledged until the scan ends, when closing the
-// channel puts them all back, each at its old place (so does losing the
-// connection). They must stay held until the end because a classic queue puts
-// a requeued message back at its old place, at the head: requeued mid-scan,
-// the next basic.get would return it again. Held, each message is seen once
-// per scan, and the scan stops after as many messages as the queue held when
-// it began, so letters that arrive meanwhile wait for the next scan. Only the
+// not act on stay unacknowledged until the scan ends, and the scan always
+// takes every ready message, even when it needed only the first few; then
+// one basic.nack (multiple, requeue) puts all it holds back, in their order.
+// The dead-letter queue is a quorum queue (see package topology), and a
+// quorum queue puts requeued messages behind the ones it holds ready, and a
+// closed channel's messages back in no particular order (RabbitMQ 3.10):
+// requeueing a few mid-scan, or closing the channel to requeue, would
+// reorder the letters. Held, each message is seen once per scan. Only the
 // letters a caller asked for are kept in memory; basic.get, unlike a
 // consumer, never has the broker push more than was asked for.
 //
@@ -21,11 +22,13 @@
 // quiet broker). A scan that holds letters longer than the broker's
 // consumer_timeout (30 minutes by default), such as a slow --rate redrive of
 // a few letters among very many, can be ended by the broker: it stops with an
-// error, and the letters it held go back, none lost.
+// error, and the letters it held go back, none lost (but in no particular
+// order).
 //
-// The dead-letter queue is a classic queue (see package topology), which has
-// no delivery limit: requeueing any number of times never makes the broker
-// drop or dead-letter a letter.
+// Each requeue counts as a delivery of the letter (the x-delivery-count
+// header, which Letter leaves out). The queue's delivery limit is a billion,
+// so browsing never makes the broker drop a letter, on 3.x or on 4.x (whose
+// default limit, 20, would).
 //
 // Every function may run concurrently with others on the same connection:
 // each opens channels of its own and closes them before it returns. While a

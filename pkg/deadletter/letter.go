@@ -54,6 +54,7 @@ func newLetter(d amqp.Delivery) Letter {
 	}
 	headers := maps.Clone(d.Headers)
 	delete(headers, broker.HeaderPublishSeq) // publisher bookkeeping, not the letter's story
+	delete(headers, deliveryCount)
 	return Letter{Meta: m, ContentType: d.ContentType, Headers: headers, Body: d.Body}
 }
 

@@ -10,14 +10,18 @@
 //	                   catering.registrations.retry.5s   (quorum, TTL 5s)
 //	                   catering.registrations.retry.25s  (quorum, TTL 25s)
 //	                     each dead-letters back to catering → catering.registrations
-//	exchange catering.dlx (fanout)        → classic queue catering.registrations.dead
+//	exchange catering.dlx (fanout)        → quorum queue catering.registrations.dead
 //
 // A message that waits for a retry sits in the tier whose TTL is its delay, so
 // every message in a tier expires in arrival order: no head-of-line blocking
 // as with per-message TTLs. Tiers and the main queue use at-least-once
 // dead-lettering, so a message moving between them is never dropped.
 //
-// The dead-letter queue is a classic queue on purpose: classic queues have no
-// delivery limit, so inspecting dead letters (get, then requeue) any number of
-// times can never make the broker drop one, on 3.x or 4.x.
+// Every queue is a quorum queue, replicated over up to three nodes of a
+// cluster (RabbitMQ's default on 3.10 and 4.x): nothing pins a queue to one
+// node, and any one node can be lost. The dead-letter queue was a classic
+// queue, on one node, before relay ran on clusters; Declare migrates an
+// existing one (see migrate.go). Its delivery limit is set out of reach, so
+// that browsing it (get, then requeue, each counting as a delivery) never
+// makes the broker drop a letter, on 3.x or 4.x (where the default is 20).
 package topology

@@ -3,6 +3,7 @@ package topology
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"sort"
 	"time"
@@ -103,6 +104,8 @@ type Topology struct {
 	DeadExchange string // fanout exchange for dead letters
 	DeadQueue    string // where dead letters rest
 	MaxAttempts  int
+	// Log, if set, is told what Declare did beyond declaring: a migration.
+	Log *slog.Logger
 
 	delays        []time.Duration // delays[n-1] is the wait after failed attempt n
 	tiers         []Tier          // distinct delays, ascending
@@ -185,7 +188,6 @@ func (t *Topology) queues() []queue {
 			amqp.QueueOverflowArg:    amqp.QueueOverflowRejectPublish,
 			"x-delivery-limit":       int64(t.deliveryLimit),
 		}},
-		{t.DeadQueue, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeClassic}},
 	}
 	for _, tier := range t.tiers {
 		qs = append(qs, queue{tier.Queue, amqp.Table{
@@ -198,6 +200,24 @@ func (t *Topology) queues() []queue {
 		}})
 	}
 	return qs
+}
+
+// deadDeliveryLimit is the dead-letter queue's x-delivery-limit. Browsing
+// dead letters (relayctl dead list, the management UI's "Get messages")
+// takes them and puts them back, and each time counts as a delivery; on
+// RabbitMQ 4 a quorum queue without a limit has one of 20, beyond which it
+// drops the message (the dead-letter queue has nowhere to dead-letter to).
+// A billion browses is out of reach; the same number works on 3.x, where no
+// limit is the default. Fixed for ever: a queue's arguments cannot change.
+const deadDeliveryLimit = 1_000_000_000
+
+// deadArgs are the dead-letter queue's arguments: a quorum queue, replicated
+// like the others, that never drops a letter for being browsed.
+func (t *Topology) deadArgs() amqp.Table {
+	return amqp.Table{
+		amqp.QueueTypeArg:  amqp.QueueTypeQuorum,
+		"x-delivery-limit": int64(deadDeliveryLimit),
+	}
 }
 
 // Declare declares every exchange, queue and binding. It is idempotent. When
@@ -225,10 +245,11 @@ func (t *Topology) Declare(conn *amqp.Connection) error {
 	if err := ch.QueueBind(t.Queue, t.Queue, t.Exchange, false /* noWait */, nil); err != nil {
 		return fmt.Errorf("bind %s to %s: %w", t.Queue, t.Exchange, err)
 	}
-	if err := ch.QueueBind(t.DeadQueue, "", t.DeadExchange, false /* noWait */, nil); err != nil {
-		return fmt.Errorf("bind %s to %s: %w", t.DeadQueue, t.DeadExchange, err)
+	moved, err := t.declareDead(conn)
+	if moved > 0 && t.Log != nil {
+		t.Log.Warn("migrated the classic dead-letter queue to a quorum queue", "queue", t.DeadQueue, "letters", moved)
 	}
-	return nil
+	return err
 }
 
 // Delete removes everything Declare made, messages included. It is for tests
@@ -240,7 +261,7 @@ func (t *Topology) Delete(conn *amqp.Connection) error {
 	}
 	defer ch.Close()
 	var errs []error
-	for _, q := range t.queues() {
+	for _, q := range append(t.queues(), queue{name: t.DeadQueue}, queue{name: t.holdingQueue()}) {
 		if _, err := ch.QueueDelete(q.name, false /* ifUnused */, false /* ifEmpty */, false /* noWait */); err != nil {
 			errs = append(errs, fmt.Errorf("delete queue %s: %w", q.name, err))
 		}

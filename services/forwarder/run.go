@@ -20,6 +20,7 @@ import (
 	pkgconfig "github.com/railco/relay/pkg/config"
 	"github.com/railco/relay/pkg/logging"
 	pkgmetrics "github.com/railco/relay/pkg/metrics"
+	"github.com/railco/relay/pkg/profiling"
 	"github.com/railco/relay/pkg/topology"
 	"github.com/railco/relay/services/forwarder/internal/breaker"
 	"github.com/railco/relay/services/forwarder/internal/config"
@@ -44,6 +45,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	log = log.With("service", "forwarder")
 
 	topo := topology.New(cfg.Topology)
+	topo.Log = log
 	queues := pkgmetrics.NewQueues(topo, cfg.Metrics.QueueInterval)
 	m := metrics.New(queues)
 	pub := broker.NewPublisher(cfg.PublisherChannels)
@@ -148,7 +150,11 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("FORWARDER_ADMIN_ADDR, FORWARDER_ADMIN_ADDR_FILE: %w", err)
 	}
-	srv := &http.Server{Handler: adminHandler(&consuming, brk, m.Handler(), string(cfg.AdminToken)), ReadHeaderTimeout: 5 * time.Second}
+	if cfg.PProf {
+		log.Warn("FORWARDER_PPROF=on: Go profiles are served at /debug/pprof/ on the admin address")
+	}
+	nodes := newBrokerNodes()
+	srv := &http.Server{Handler: adminHandler(&consuming, brk, m.Handler(), string(cfg.AdminToken), cfg.PProf, nodes), ReadHeaderTimeout: 5 * time.Second}
 
 	// The publishing connection outlives the consumer: at shutdown the
 	// consumer settles what it holds, which may need a move.
@@ -157,14 +163,16 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		d := broker.Dialer{URL: cfg.AMQPURL, TLS: brokerTLS, Name: "relay-forwarder", Log: log, OnConnected: m.BrokerConnected}
+		d := broker.Dialer{URL: cfg.AMQPURL, TLS: brokerTLS, Name: "relay-forwarder", Log: log, OnConnected: m.BrokerConnected,
+			OnNode: func(n string) { nodes.consume.Store(&n) }}
 		err := d.Run(gctx, consume)
 		log.Info("consumer stopped")
 		stopPublishing()
 		return err
 	})
 	g.Go(func() error {
-		d := broker.Dialer{URL: cfg.AMQPURL, TLS: brokerTLS, Name: "relay-forwarder-publish", Log: log.With("component", "publisher")}
+		d := broker.Dialer{URL: cfg.AMQPURL, TLS: brokerTLS, Name: "relay-forwarder-publish", Log: log.With("component", "publisher"),
+			OnNode: func(n string) { nodes.publish.Store(&n) }}
 		return d.Run(pubCtx, publishing)
 	})
 	g.Go(func() error {
@@ -253,27 +261,57 @@ func applyLimits(ctx context.Context, topo *topology.Topology, admin *brokeradmi
 // limitsTimeout bounds applying the limit policy at the start of a session.
 const limitsTimeout = 5 * time.Second
 
-// adminHandler serves liveness, readiness and the metrics. A forwarder paused
+// adminHandler serves liveness, readiness and the metrics, and with pprof
+// the Go profiles under /debug/pprof/ (FORWARDER_PPROF). A forwarder paused
 // by an open breaker is ready: it is doing what it should while the backend
 // is down. With a token, everything but the health checks (which the
 // kubelet calls without one) wants it: see requireToken.
-func adminHandler(consuming *atomic.Bool, brk *breaker.Breaker, metrics http.Handler, token string) http.Handler {
+func adminHandler(consuming *atomic.Bool, brk *breaker.Breaker, metrics http.Handler, token string, pprof bool, nodes *brokerNodes) http.Handler {
 	open := http.NewServeMux()
 	open.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	open.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		circuit := brk.State().String()
+		r := map[string]string{"status": "ready", "consumer": "consuming", "circuit": brk.State().String()}
+		nodes.show(r)
 		if consuming.Load() {
-			writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "consumer": "consuming", "circuit": circuit})
+			writeJSON(w, http.StatusOK, r)
 			return
 		}
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "consumer": "disconnected", "circuit": circuit})
+		r["status"], r["consumer"] = "not ready", "disconnected"
+		writeJSON(w, http.StatusServiceUnavailable, r)
 	})
 	operational := http.NewServeMux()
 	operational.Handle("GET /metrics", metrics)
+	if pprof {
+		profiling.Mount(operational)
+	}
 	open.Handle("/", requireToken(token, operational))
 	return open
+}
+
+// brokerNodes are the broker nodes (host:port) the forwarder's consuming and
+// publishing connections are on, for /readyz: in a cluster they may differ.
+type brokerNodes struct{ consume, publish atomic.Pointer[string] }
+
+func newBrokerNodes() *brokerNodes {
+	n := &brokerNodes{}
+	n.consume.Store(new(string))
+	n.publish.Store(new(string))
+	return n
+}
+
+// show adds the nodes to a /readyz answer; those not connected are left out.
+func (n *brokerNodes) show(r map[string]string) {
+	if n == nil {
+		return
+	}
+	if c := *n.consume.Load(); c != "" {
+		r["broker"] = c
+	}
+	if p := *n.publish.Load(); p != "" {
+		r["publish_broker"] = p
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

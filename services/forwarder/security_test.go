@@ -45,7 +45,7 @@ func TestAdminHandler_TokenGuardsAllButHealthChecks(t *testing.T) {
 		return rec.Result()
 	}
 
-	guarded := adminHandler(&consuming, brk, metrics, testAdminToken)
+	guarded := adminHandler(&consuming, brk, metrics, testAdminToken, false, nil)
 	tests := []struct {
 		path, auth string
 		want       int
@@ -75,8 +75,22 @@ func TestAdminHandler_TokenGuardsAllButHealthChecks(t *testing.T) {
 			}
 		}
 	}
-	if resp := get(adminHandler(&consuming, brk, metrics, ""), "/metrics", ""); resp.StatusCode != http.StatusOK {
+	if resp := get(adminHandler(&consuming, brk, metrics, "", false, nil), "/metrics", ""); resp.StatusCode != http.StatusOK {
 		t.Errorf("without a token configured /metrics answers %d, want 200", resp.StatusCode)
+	}
+
+	// FORWARDER_PPROF=on: the profiles, behind the token like /metrics.
+	profiled := adminHandler(&consuming, brk, metrics, testAdminToken, true, nil)
+	if resp := get(profiled, "/debug/pprof/", ""); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("pprof on: GET /debug/pprof/ without the token: %d, want 401", resp.StatusCode)
+	}
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap?debug=1"} {
+		if resp := get(profiled, path, "Bearer "+testAdminToken); resp.StatusCode != http.StatusOK {
+			t.Errorf("pprof on: GET %s with the token: %d, want 200", path, resp.StatusCode)
+		}
+	}
+	if resp := get(adminHandler(&consuming, brk, metrics, "", true, nil), "/debug/pprof/cmdline", ""); resp.StatusCode != http.StatusOK {
+		t.Errorf("pprof on, no token configured: GET /debug/pprof/cmdline: %d, want 200", resp.StatusCode)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -74,6 +75,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		return fmt.Errorf("configuration: %w", err)
 	}
 	topo := topology.New(cfg.Topology)
+	topo.Log = log
 	pub := broker.NewPublisher(cfg.PublisherChannels)
 	queues := pkgmetrics.NewQueues(topo, cfg.Metrics.QueueInterval)
 	m := metrics.New(pub.Blocked, queues)
@@ -126,9 +128,17 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	lim := connlimit.New(ln, connlimit.Options{
 		Max: cfg.MaxConnections, ReclaimAfter: reclaimIdleAfter, RetryAfter: cfg.RetryAfter, Observer: m, Log: log,
 	})
+	var node atomic.Pointer[string] // the broker node connected to, for /readyz
+	node.Store(new(string))
+	opts = append(opts, httpapi.WithBrokerNode(func() string { return *node.Load() }))
 	api := httpapi.New(cfg, pub, topo, log, append(opts, httpapi.WithConnState(lim.ConnState))...)
+	var adminOpts []admin.Option
+	if cfg.PProf {
+		adminOpts = append(adminOpts, admin.WithPProf())
+		log.Warn("INGRESS_PPROF=on: Go profiles are served at /debug/pprof/ on the admin address")
+	}
 	adminSrv := &http.Server{
-		Handler:           admin.Handler(m.Handler(), api, adminToken),
+		Handler:           admin.Handler(m.Handler(), api, adminToken, adminOpts...),
 		ReadHeaderTimeout: adminReadHeaderTimeout,
 		WriteTimeout:      adminWriteTimeout,
 		IdleTimeout:       adminIdleTimeout,
@@ -182,7 +192,8 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		return nil
 	})
 	g.Go(func() error {
-		d := broker.Dialer{URL: cfg.AMQPURL, TLS: brokerTLS, Name: "relay-ingress", Log: log, OnConnected: m.BrokerConnected}
+		d := broker.Dialer{URL: cfg.AMQPURL, TLS: brokerTLS, Name: "relay-ingress", Log: log, OnConnected: m.BrokerConnected,
+			OnNode: func(n string) { node.Store(&n) }}
 		if err := d.Run(brokerCtx, session(topo, pub, queues, log)); err != nil {
 			return fmt.Errorf("broker: %w", err)
 		}

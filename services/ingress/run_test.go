@@ -18,6 +18,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/railco/relay/pkg/broker"
 	"github.com/railco/relay/pkg/brokertest"
 	"github.com/railco/relay/pkg/logtest"
 	"github.com/railco/relay/pkg/topology"
@@ -188,6 +189,13 @@ func TestRun_AcceptsTheSeedAndShutsDownGracefully(t *testing.T) {
 	if health := do(t, http.MethodGet, in.url+"/healthz", "", nil); health.status != http.StatusOK || health.body["status"] != "ok" {
 		t.Errorf("healthz %d %v", health.status, health.body)
 	}
+	uris, err := broker.ParseURLs(env["AMQP_URL"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ready := do(t, http.MethodGet, in.url+"/readyz", "", nil); ready.body["node"] != broker.Node(uris[0]) {
+		t.Errorf("readyz %v, want the node it is connected to, %s", ready.body, broker.Node(uris[0]))
+	}
 	if err := in.stop(t); err != nil {
 		t.Fatalf("run returned %v after cancel, want nil", err)
 	}
@@ -214,7 +222,7 @@ func TestRun_BrokerUnreachableAnswers503(t *testing.T) {
 		}
 	}
 	ready := do(t, http.MethodGet, in.url+"/readyz", "", nil)
-	if ready.status != http.StatusServiceUnavailable || ready.body["status"] != "not ready" || ready.body["broker"] != "disconnected" {
+	if ready.status != http.StatusServiceUnavailable || ready.body["status"] != "not ready" || ready.body["broker"] != "disconnected" || ready.body["node"] != nil {
 		t.Errorf("readyz %d %v, want 503 not ready / disconnected", ready.status, ready.body)
 	}
 	if health := do(t, http.MethodGet, in.url+"/healthz", "", nil); health.status != http.StatusOK {

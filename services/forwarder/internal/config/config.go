@@ -35,6 +35,7 @@ type Config struct {
 	PublisherChannels int
 	AdminAddr         string
 	AdminToken        Secret // FORWARDER_ADMIN_TOKEN or the content of FORWARDER_ADMIN_TOKEN_FILE; empty: open
+	PProf             bool   // FORWARDER_PPROF: on serves /debug/pprof/ on the admin address; off by default
 	Breaker           breaker.Options
 	HoldMax           time.Duration
 	LogLevel          string
@@ -97,6 +98,7 @@ func Load(getenv config.Getenv) (Config, error) {
 		PublishTimeout:    l.Duration("PUBLISH_TIMEOUT", 5*time.Second),
 		PublisherChannels: l.Int("PUBLISHER_CHANNELS", 2),
 		AdminAddr:         l.String("FORWARDER_ADMIN_ADDR", ":8291"),
+		PProf:             l.Switch("FORWARDER_PPROF", false),
 		Breaker: breaker.Options{
 			Threshold:     l.Int("BREAKER_FAILURE_THRESHOLD", 5),
 			Window:        l.Int("BREAKER_WINDOW", 20),
@@ -176,7 +178,9 @@ func (c Config) Validate() error {
 	if t := string(c.AdminToken); t != "" && (len(t) < MinAdminToken || strings.ContainsFunc(t, func(r rune) bool { return r <= ' ' || r == 0x7f })) {
 		errs = append(errs, fmt.Errorf("FORWARDER_ADMIN_TOKEN, FORWARDER_ADMIN_TOKEN_FILE: want a token of at least %d characters, without spaces or control characters", MinAdminToken))
 	}
-	if _, err := brokeradmin.New(c.AMQPURL, c.ManagementURL); err != nil && !errors.Is(err, brokeradmin.ErrOff) {
+	if _, err := broker.ParseURLs(c.AMQPURL); err != nil {
+		errs = append(errs, fmt.Errorf("AMQP_URL: %w", err)) // names the URL without its password
+	} else if _, err := brokeradmin.New(c.AMQPURL, c.ManagementURL); err != nil && !errors.Is(err, brokeradmin.ErrOff) {
 		errs = append(errs, fmt.Errorf("AMQP_URL, RABBITMQ_MANAGEMENT_URL: %w", err))
 	}
 	if err := broker.CheckTLS(c.AMQPURL, c.BrokerTLS); err != nil {

@@ -37,6 +37,21 @@ func TestLoad_Defaults(t *testing.T) {
 	if c.SigningSecret != "" || c.AdminToken != "" || c.BackendTLS.Set() {
 		t.Errorf("signing, admin token or backend TLS on by default: %+v", c)
 	}
+	if c.PProf {
+		t.Error("FORWARDER_PPROF is on by default; profiles must be turned on by an operator")
+	}
+}
+
+func TestLoad_PProf(t *testing.T) {
+	for v, want := range map[string]bool{"on": true, "ON": true, "true": true, "off": false, "false": false} {
+		c, err := load(map[string]string{"FORWARDER_PPROF": v})
+		if err != nil || c.PProf != want {
+			t.Errorf("FORWARDER_PPROF=%s: PProf %v (%v), want %v", v, c.PProf, err, want)
+		}
+	}
+	if _, err := load(map[string]string{"FORWARDER_PPROF": "sometimes"}); err == nil || !strings.Contains(err.Error(), "FORWARDER_PPROF") {
+		t.Errorf("FORWARDER_PPROF=sometimes: error %v, want one naming it", err)
+	}
 }
 
 func TestLoad_Overrides(t *testing.T) {
@@ -74,6 +89,7 @@ func TestLoad_Invalid(t *testing.T) {
 		"FORWARDER_ADMIN_TOKEN":       {"FORWARDER_ADMIN_TOKEN": "short"},
 		"FORWARDER_ADMIN_TOKEN_FILE":  {"FORWARDER_ADMIN_TOKEN_FILE": "/nonexistent/token"},
 		"set one, not both":           {"FORWARDER_ADMIN_TOKEN": adminToken, "FORWARDER_ADMIN_TOKEN_FILE": "/nonexistent/token"},
+		"AMQP_URL: URL 2 of 2":        {"AMQP_URL": "amqp://u:p@rabbit-1/,ftp://rabbit-2/", "RABBITMQ_MANAGEMENT_URL": "off"},
 	}
 	for name, env := range tests {
 		if _, err := load(env); err == nil || !strings.Contains(err.Error(), name) {

@@ -160,7 +160,10 @@ func (c *Client) Deliver(ctx context.Context, r Request) Result {
 	// The transport bounds reading an answer's body by ctx, except a 101's,
 	// which is the raw connection: close it at the deadline, so a backend
 	// that switches protocols and goes quiet cannot hold a worker for ever.
-	defer context.AfterFunc(ctx, func() { _ = resp.Body.Close() })()
+	// (Only then: registering the hook costs every attempt an allocation.)
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		defer context.AfterFunc(ctx, func() { _ = resp.Body.Close() })()
+	}
 	res := Result{Status: resp.StatusCode, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), start)}
 	if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
 		res.Location = resp.Header.Get("Location")

@@ -169,7 +169,7 @@ func (f *Forwarder) Handle(ctx context.Context, d amqp.Delivery) {
 	if err := delivery.ValidID(id); err != nil {
 		a := envelope.Attempt{Number: meta.Attempts, At: f.now(), Err: err.Error()}
 		v := f.policy.Decide(delivery.Result{Err: err}, number, false)
-		f.deadLetter(ctx, f.log.With("id", id), d, id, a, v.Reason, until)
+		f.deadLetter(ctx, func() *slog.Logger { return f.log.With("id", id) }, d, id, a, v.Reason, until)
 		return
 	}
 	for uncounted := 0; ; uncounted++ {
@@ -197,17 +197,20 @@ func (f *Forwarder) Handle(ctx context.Context, d amqp.Delivery) {
 		}
 		f.brk.Record(id, v.Health, probe, cause)
 		f.obs.Result(resultLabel(res))
-		log := f.log.With("id", id, "attempt", a.Number, "status", res.Status, "duration_ms", res.Duration.Milliseconds(), "probe", probe)
-		if res.Location != "" {
-			log = log.With("location", res.Location)
+		log := func() *slog.Logger {
+			l := f.log.With("id", id, "attempt", a.Number, "status", res.Status, "duration_ms", res.Duration.Milliseconds(), "probe", probe)
+			if res.Location != "" {
+				l = l.With("location", res.Location)
+			}
+			return l
 		}
 		if v.Action == Hold {
 			if v.Cause != "" {
 				// Relay's own configuration is wrong: said on every attempt,
 				// also when others get through and the breaker stays closed.
-				log.Warn("attempt", "outcome", OutcomeNotCounted, "cause", v.Cause, "err", a.Err)
-			} else {
-				log.Info("attempt", "outcome", OutcomeNotCounted, "err", a.Err)
+				log().Warn("attempt", "outcome", OutcomeNotCounted, "cause", v.Cause, "err", a.Err)
+			} else if f.log.Enabled(ctx, slog.LevelInfo) {
+				log().Info("attempt", "outcome", OutcomeNotCounted, "err", a.Err)
 			}
 			f.obs.Outcome(OutcomeNotCounted)
 			continue
@@ -267,8 +270,14 @@ func (f *Forwarder) attempt(d amqp.Delivery, id string, number int) (a envelope.
 	return a, res
 }
 
+// lazyLog returns the logger of one message's attempt. Building it (slog's
+// With clones the handler and formats every attribute) is left until a line
+// is written: at LOG_LEVEL=warn a delivered message writes none, and this
+// was a measurable part of every attempt's CPU (docs/BENCHMARKS.md).
+type lazyLog func() *slog.Logger
+
 // settle acks, retries or dead-letters d after a counted attempt, as v says.
-func (f *Forwarder) settle(ctx context.Context, log *slog.Logger, d amqp.Delivery, id string, a envelope.Attempt, res delivery.Result, v Verdict, accepted, until time.Time) {
+func (f *Forwarder) settle(ctx context.Context, log lazyLog, d amqp.Delivery, id string, a envelope.Attempt, res delivery.Result, v Verdict, accepted, until time.Time) {
 	switch v.Action {
 	case Ack:
 		err := d.Ack(false)
@@ -281,7 +290,7 @@ func (f *Forwarder) settle(ctx context.Context, log *slog.Logger, d amqp.Deliver
 	default:
 		tier := f.topo.TierFor(a.Number, res.RetryAfter)
 		f.move(ctx, move{d: d, key: tier.Queue, msg: envelope.Retry(d, a), until: until, done: func(err error) {
-			f.logSettled(log.With("err", a.Err, "retry_in", tier.Delay.String()), OutcomeRetry, err)
+			f.logSettled(func() *slog.Logger { return log().With("err", a.Err, "retry_in", tier.Delay.String()) }, OutcomeRetry, err)
 		}})
 	}
 }
@@ -291,13 +300,13 @@ func (f *Forwarder) settle(ctx context.Context, log *slog.Logger, d amqp.Deliver
 // ages past the broker's consumer timeout in our hands.
 func (f *Forwarder) giveBack(ctx context.Context, d amqp.Delivery, id string, why error, until time.Time) {
 	f.move(ctx, move{d: d, exchange: f.topo.Exchange, key: f.topo.Queue, msg: envelope.Requeue(d), until: until, done: func(err error) {
-		f.logSettled(f.log.With("id", id, "why", why.Error()), OutcomeReturnedToQueue, err)
+		f.logSettled(func() *slog.Logger { return f.log.With("id", id, "why", why.Error()) }, OutcomeReturnedToQueue, err)
 	}})
 }
 
-func (f *Forwarder) deadLetter(ctx context.Context, log *slog.Logger, d amqp.Delivery, id string, a envelope.Attempt, reason string, until time.Time) {
+func (f *Forwarder) deadLetter(ctx context.Context, log lazyLog, d amqp.Delivery, id string, a envelope.Attempt, reason string, until time.Time) {
 	f.move(ctx, move{d: d, exchange: f.topo.DeadExchange, key: f.topo.Queue, msg: envelope.Dead(d, a, reason, f.now()), until: until, done: func(err error) {
-		f.logSettled(log.With("err", a.Err, "reason", reason), OutcomeDeadLettered, err)
+		f.logSettled(func() *slog.Logger { return log().With("err", a.Err, "reason", reason) }, OutcomeDeadLettered, err)
 		if err != nil {
 			return
 		}
@@ -387,13 +396,15 @@ const (
 	moveRetryMax     = 5 * time.Second
 )
 
-func (f *Forwarder) logSettled(log *slog.Logger, outcome string, err error) {
+func (f *Forwarder) logSettled(log lazyLog, outcome string, err error) {
 	if err != nil {
-		log.Warn("attempt not settled", "outcome", OutcomeRequeued, "cause", err)
+		log().Warn("attempt not settled", "outcome", OutcomeRequeued, "cause", err)
 		f.obs.Outcome(OutcomeRequeued)
 		return
 	}
-	log.Info("attempt", "outcome", outcome)
+	if f.log.Enabled(context.Background(), slog.LevelInfo) {
+		log().Info("attempt", "outcome", outcome)
+	}
 	f.obs.Outcome(outcome)
 }
 

@@ -63,6 +63,12 @@ type Metrics struct {
 	circuitTransitions *prometheus.CounterVec
 	brokerConnected    prometheus.Gauge
 	limitApplied       prometheus.Gauge
+
+	// Every attempt counts in a results and a deliveries series. Their label
+	// values are fixed lists, so each series is resolved once here:
+	// WithLabelValues hashes and validates its labels on every call. Read
+	// only after New.
+	outcomes, resultsBy map[string]prometheus.Counter
 }
 
 // New returns the forwarder's metrics in a new registry, together with the
@@ -116,11 +122,13 @@ func New(extra ...prometheus.Collector) *Metrics {
 	}
 	// Every label value from the start: rate() sees a 0 rather than no data,
 	// and a dashboard's series do not appear only after the first event.
+	m.outcomes = make(map[string]prometheus.Counter, len(forwarder.Outcomes))
 	for _, o := range forwarder.Outcomes {
-		m.deliveries.WithLabelValues(o)
+		m.outcomes[o] = m.deliveries.WithLabelValues(o)
 	}
+	m.resultsBy = make(map[string]prometheus.Counter, len(forwarder.Results))
 	for _, r := range forwarder.Results {
-		m.results.WithLabelValues(r)
+		m.resultsBy[r] = m.results.WithLabelValues(r)
 	}
 	for _, r := range []string{envelope.ReasonMaxAttempts, envelope.ReasonNonRetryable, envelope.ReasonInvalidMessage} {
 		m.deadLetters.WithLabelValues(r)
@@ -153,10 +161,22 @@ func (m *Metrics) Attempted(number int, took time.Duration) {
 }
 
 // Outcome implements forwarder.Observer.
-func (m *Metrics) Outcome(outcome string) { m.deliveries.WithLabelValues(outcome).Inc() }
+func (m *Metrics) Outcome(outcome string) {
+	if c, ok := m.outcomes[outcome]; ok {
+		c.Inc()
+		return
+	}
+	m.deliveries.WithLabelValues(outcome).Inc()
+}
 
 // Result implements forwarder.Observer.
-func (m *Metrics) Result(result string) { m.results.WithLabelValues(result).Inc() }
+func (m *Metrics) Result(result string) {
+	if c, ok := m.resultsBy[result]; ok {
+		c.Inc()
+		return
+	}
+	m.results.WithLabelValues(result).Inc()
+}
 
 // Delivered implements forwarder.Observer.
 func (m *Metrics) Delivered(age time.Duration) { m.endToEnd.Observe(age.Seconds()) }

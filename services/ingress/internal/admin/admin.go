@@ -14,20 +14,32 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+
+	"github.com/railco/relay/pkg/profiling"
 )
 
 // challenge is the WWW-Authenticate of a 401.
 const challenge = `Bearer realm="relay-admin"`
 
+// Option adds to what Handler serves.
+type Option func(*http.ServeMux)
+
+// WithPProf serves the Go runtime's profiles under /debug/pprof/
+// (INGRESS_PPROF=on), behind the token like everything else here.
+func WithPProf() Option { return profiling.Mount }
+
 // Handler serves GET /metrics from metrics, and GET /healthz and GET /readyz
-// from probes (the public port's, so that both answer alike). Anything else
-// is a JSON 404. With token not empty, a request without it is
-// answered 401 before it is routed.
-func Handler(metrics, probes http.Handler, token string) http.Handler {
+// from probes (the public port's, so that both answer alike), and what opts
+// add. Anything else is a JSON 404. With token not empty, a request without
+// it is answered 401 before it is routed.
+func Handler(metrics, probes http.Handler, token string, opts ...Option) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", metrics)
 	mux.Handle("GET /healthz", probes)
 	mux.Handle("GET /readyz", probes)
+	for _, o := range opts {
+		o(mux)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, http.StatusText(http.StatusNotFound))
 	})

@@ -96,3 +96,25 @@ func TestHandler_WithATokenWantsIt(t *testing.T) {
 		})
 	}
 }
+
+func TestHandler_ProfilesOnlyWhenTurnedOn(t *testing.T) {
+	if rec := get(admin.Handler(metrics, probes, ""), "/debug/pprof/"); rec.Code != http.StatusNotFound {
+		t.Errorf("without WithPProf: GET /debug/pprof/: %d, want 404", rec.Code)
+	}
+	on := admin.Handler(metrics, probes, "", admin.WithPProf())
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap?debug=1", "/debug/pprof/cmdline"} {
+		if rec := get(on, path); rec.Code != http.StatusOK {
+			t.Errorf("with WithPProf: GET %s: %d, want 200", path, rec.Code)
+		}
+	}
+	if rec := get(on, "/metrics"); rec.Code != http.StatusOK {
+		t.Errorf("with WithPProf: GET /metrics: %d", rec.Code)
+	}
+	guarded := admin.Handler(metrics, probes, token, admin.WithPProf())
+	if rec := get(guarded, "/debug/pprof/"); rec.Code != http.StatusUnauthorized {
+		t.Errorf("with a token: GET /debug/pprof/ without it: %d, want 401", rec.Code)
+	}
+	if rec := get(guarded, "/debug/pprof/", "Authorization", "Bearer "+token); rec.Code != http.StatusOK {
+		t.Errorf("with a token: GET /debug/pprof/ with it: %d, want 200", rec.Code)
+	}
+}

@@ -8,12 +8,9 @@ import (
 	"io"
 	"math"
 	"net"
-	"net/url"
 	"os"
 	"strings"
 	"time"
-
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/railco/relay/pkg/broker"
 	pkgconfig "github.com/railco/relay/pkg/config"
@@ -64,6 +61,7 @@ type Config struct {
 	AdminAddrFile       string          // INGRESS_ADMIN_ADDR_FILE: as INGRESS_ADDR_FILE, for the admin address
 	AdminToken          Secret          // INGRESS_ADMIN_TOKEN: if set, the admin address wants Authorization: Bearer <it>
 	AdminTokenFile      string          // INGRESS_ADMIN_TOKEN_FILE: the token read from this file instead
+	PProf               bool            // INGRESS_PPROF: on serves /debug/pprof/ on the admin address; off by default
 	APIKeysFile         string          // INGRESS_API_KEYS_FILE: clients' "name:key" lines; unset: open to anyone
 	APIKeysPollInterval time.Duration   // INGRESS_API_KEYS_POLL_INTERVAL: how often the keys file is checked for changes; 0: on SIGHUP only
 	RateLimit           float64         // INGRESS_RATE_LIMIT: registrations per second per client; 0: no limit
@@ -104,6 +102,7 @@ func Load(getenv func(string) string) (Config, error) {
 		AdminAddrFile:       l.String("INGRESS_ADMIN_ADDR_FILE", ""),
 		AdminToken:          Secret(l.String("INGRESS_ADMIN_TOKEN", "")),
 		AdminTokenFile:      l.String("INGRESS_ADMIN_TOKEN_FILE", ""),
+		PProf:               l.Switch("INGRESS_PPROF", false),
 		APIKeysFile:         l.String("INGRESS_API_KEYS_FILE", ""),
 		APIKeysPollInterval: l.Duration("INGRESS_API_KEYS_POLL_INTERVAL", DefaultAPIKeysPollInterval),
 		RateLimit:           l.Float("INGRESS_RATE_LIMIT", 0),
@@ -198,13 +197,8 @@ func (c Config) Validate() error {
 	if c.RateBurst < 0 {
 		errs = append(errs, errors.New("INGRESS_RATE_BURST must be 0 (one second's worth) or more"))
 	}
-	if _, err := amqp.ParseURI(c.AMQPURL); err != nil {
-		// url.Error repeats the URL, password included: keep only its cause.
-		var urlErr *url.Error
-		if errors.As(err, &urlErr) {
-			err = urlErr.Err
-		}
-		errs = append(errs, fmt.Errorf("AMQP_URL: %w", err))
+	if _, err := broker.ParseURLs(c.AMQPURL); err != nil {
+		errs = append(errs, fmt.Errorf("AMQP_URL: %w", err)) // names the URL without its password
 	}
 	if err := broker.CheckTLS(c.AMQPURL, c.BrokerTLS); err != nil {
 		errs = append(errs, err)

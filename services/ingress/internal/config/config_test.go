@@ -62,6 +62,9 @@ func TestLoad_Defaults(t *testing.T) {
 	if got != want {
 		t.Errorf("defaults:\n got %+v\nwant %+v", got, want)
 	}
+	if got.PProf {
+		t.Error("INGRESS_PPROF is on by default; profiles must be turned on by an operator")
+	}
 	checkTopology(t, got.Topology, topology.Config{
 		Prefix:          "catering",
 		MaxAttempts:     4,
@@ -79,6 +82,7 @@ func TestLoad_Overrides(t *testing.T) {
 		"INGRESS_ADMIN_ADDR":             "127.0.0.1:9000",
 		"INGRESS_ADMIN_ADDR_FILE":        "/tmp/admin-addr",
 		"INGRESS_ADMIN_TOKEN":            "s3cret-admin-token",
+		"INGRESS_PPROF":                  "on",
 		"INGRESS_API_KEYS_FILE":          "/etc/relay/keys",
 		"INGRESS_API_KEYS_POLL_INTERVAL": "1s",
 		"INGRESS_RATE_LIMIT":             "2.5",
@@ -113,6 +117,7 @@ func TestLoad_Overrides(t *testing.T) {
 		AdminAddr:           "127.0.0.1:9000",
 		AdminAddrFile:       "/tmp/admin-addr",
 		AdminToken:          "s3cret-admin-token",
+		PProf:               true,
 		APIKeysFile:         "/etc/relay/keys",
 		APIKeysPollInterval: time.Second,
 		RateLimit:           2.5,
@@ -155,6 +160,8 @@ func TestLoad_Errors(t *testing.T) {
 		{"unparseable int", map[string]string{"MAX_BODY_BYTES": "64k"}, []string{`MAX_BODY_BYTES="64k"`, "not an integer"}},
 		{"addr without port", map[string]string{"INGRESS_ADDR": "localhost"}, []string{"INGRESS_ADDR", "host:port"}},
 		{"amqp url scheme", map[string]string{"AMQP_URL": "http://guest:secret@rabbit/"}, []string{"AMQP_URL"}},
+		{"cluster nodes", map[string]string{"AMQP_URL": "amqp://u:p@rabbit-1:5672/,amqp://u:p@rabbit-2:5672/,amqp://u:p@rabbit-3:5672/"}, nil},
+		{"cluster node not amqp", map[string]string{"AMQP_URL": "amqp://u:secret@rabbit-1:5672/,http://u:secret@rabbit-2/"}, []string{"AMQP_URL: URL 2 of 2 (http://u:xxxxx@rabbit-2/)"}},
 		{"zero publish timeout", map[string]string{"PUBLISH_TIMEOUT": "0s"}, []string{"PUBLISH_TIMEOUT must be positive"}},
 		{"zero body limit", map[string]string{"MAX_BODY_BYTES": "0"}, []string{"MAX_BODY_BYTES must be between"}},
 		{"huge body limit", map[string]string{"MAX_BODY_BYTES": "200000000"}, []string{"MAX_BODY_BYTES must be between"}},

@@ -16,6 +16,7 @@ const (
 type readiness struct {
 	Status string `json:"status"`
 	Broker string `json:"broker"`
+	Node   string `json:"node,omitempty"` // host:port of the broker node it is connected to
 	Reason string `json:"reason,omitempty"`
 }
 
@@ -36,6 +37,9 @@ func (s *Server) readyz(c echo.Context) error {
 		}
 	}
 	r := readiness{Status: "ready", Broker: broker}
+	if s.node != nil {
+		r.Node = s.node()
+	}
 	if s.draining.Load() {
 		r.Reason = "shutting down"
 	}

@@ -103,6 +103,10 @@ func WithConnState(hook func(net.Conn, http.ConnState)) Option {
 	return func(s *Server) { s.connState = hook }
 }
 
+// WithBrokerNode has /readyz name the broker node the ingress is connected
+// to (host:port; "" while it is not), as node() tells.
+func WithBrokerNode(node func() string) Option { return func(s *Server) { s.node = node } }
+
 // Limits of one request that are not configuration (the timeouts and the
 // body limit are).
 const (
@@ -131,6 +135,7 @@ type Server struct {
 	limit func(Observer) echo.MiddlewareFunc // nil: no rate limit
 
 	connState func(net.Conn, http.ConnState)
+	node      func() string // the broker node, for /readyz; nil: not shown
 
 	exchange, routingKey string
 	maxBody              int

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -70,6 +72,12 @@ type Metrics struct {
 	apiClients      prometheus.Gauge
 	reloadOK        prometheus.Counter
 	reloadFailed    prometheus.Counter
+
+	// The series every accepted registration counts in, resolved once:
+	// WithLabelValues hashes and validates its labels on every call.
+	accepted       prometheus.Counter                            // requests{202, accepted}
+	clientAccepted atomic.Pointer[map[string]prometheus.Counter] // clientRequests{client, 202}; copied on write
+	clientMu       sync.Mutex                                    // serialises writers of clientAccepted
 }
 
 // New returns the ingress's metrics in a new registry, together with the Go
@@ -145,8 +153,9 @@ func New(blocked func() bool, extra ...prometheus.Collector) *Metrics {
 	m.reloadOK, m.reloadFailed = reloads.WithLabelValues("success"), reloads.WithLabelValues("failure")
 	// The answers that matter most exist from the start, so rate() sees a 0
 	// rather than no data.
-	m.requests.WithLabelValues("202", "accepted")
+	m.accepted = m.requests.WithLabelValues("202", "accepted")
 	m.requests.WithLabelValues("503", "not_stored")
+	m.clientAccepted.Store(&map[string]prometheus.Counter{})
 	for _, reason := range []string{"missing", "malformed", "invalid"} {
 		m.authFailures.WithLabelValues(reason)
 	}
@@ -170,6 +179,10 @@ func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
 
 // Answered implements httpapi.Observer.
 func (m *Metrics) Answered(status int, outcome string) {
+	if status == http.StatusAccepted && outcome == "accepted" {
+		m.accepted.Inc()
+		return
+	}
 	if outcome == "" {
 		outcome = "unknown"
 	}
@@ -184,7 +197,34 @@ func (m *Metrics) Confirmed(took time.Duration) { m.confirm.Observe(took.Seconds
 
 // ClientAnswered implements httpapi.Observer.
 func (m *Metrics) ClientAnswered(client string, status int) {
+	if status == http.StatusAccepted {
+		m.clientAcceptedCounter(client).Inc()
+		return
+	}
 	m.clientRequests.WithLabelValues(client, strconv.Itoa(status)).Inc()
+}
+
+// clientAcceptedCounter returns client's series of accepted registrations.
+// Clients are few (the names in INGRESS_API_KEYS_FILE, or anonymous), so the
+// map stays small and is copied only when a client sends its first.
+func (m *Metrics) clientAcceptedCounter(client string) prometheus.Counter {
+	if c, ok := (*m.clientAccepted.Load())[client]; ok {
+		return c
+	}
+	m.clientMu.Lock()
+	defer m.clientMu.Unlock()
+	old := *m.clientAccepted.Load()
+	if c, ok := old[client]; ok {
+		return c
+	}
+	next := make(map[string]prometheus.Counter, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	c := m.clientRequests.WithLabelValues(client, "202")
+	next[client] = c
+	m.clientAccepted.Store(&next)
+	return c
 }
 
 // AuthFailed implements httpapi.Observer.
@@ -198,7 +238,7 @@ func (m *Metrics) RateLimited(client string) { m.rateLimited.WithLabelValues(cli
 // nothing yet: the names in INGRESS_API_KEYS_FILE, or "anonymous".
 func (m *Metrics) Clients(names ...string) {
 	for _, name := range names {
-		m.clientRequests.WithLabelValues(name, "202")
+		m.clientAcceptedCounter(name)
 		m.rateLimited.WithLabelValues(name)
 	}
 }
