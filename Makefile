@@ -93,9 +93,10 @@ run: ## Run broker, catering-stub, forwarder and ingress locally (Ctrl-C stops)
 	@scripts/run.sh
 
 .PHONY: bench
-bench: broker bench-micro bench-cpu ## Benchmarks: micro-benchmarks, CPU per message, the load benchmark, then the peers (compare.sh)
+bench: broker bench-micro bench-cpu bench-events bench-index ## Benchmarks: micro-benchmarks, CPU per message, event cost, status lookups at 1M, the load benchmark, the peers (compare.sh), latency at a fixed rate
 	@cd bench && $(GO) run ./cmd/relaybench -out results
 	@$(MAKE) --no-print-directory bench-compare
+	@$(MAKE) --no-print-directory bench-latency
 
 # CPU time per message of the built services, from /proc/PID/stat, over
 # steady closed-loop runs (docs/BENCHMARKS.md, "CPU per message").
@@ -105,11 +106,37 @@ bench-cpu: build broker ## CPU per message: µs of ingress CPU per registration,
 	@mkdir -p bench/results
 	@cd bench && $(GO) run ./cmd/cpucost -bin ../$(BIN) -json results/cpucost-$$(date -u +%Y%m%dT%H%M%SZ).json $(CPUCOST_FLAGS)
 
+# What the event stream costs: the same closed-loop runs with EVENTS=off,
+# then on (throughput and CPU per message; README, "Registration status").
+EVENTS_FLAGS ?= -rounds 2 -n 10000
+.PHONY: bench-events
+bench-events: build broker ## Event cost: cpucost with EVENTS=off, then EVENTS=on (throughput, µs of CPU per message)
+	@mkdir -p bench/results
+	@echo "==> EVENTS=off"; cd bench && $(GO) run ./cmd/cpucost -bin ../$(BIN) -env EVENTS=off -json results/cpucost-events-off-$$(date -u +%Y%m%dT%H%M%SZ).json $(EVENTS_FLAGS)
+	@echo "==> EVENTS=on"; cd bench && $(GO) run ./cmd/cpucost -bin ../$(BIN) -env EVENTS=on -json results/cpucost-events-on-$$(date -u +%Y%m%dT%H%M%SZ).json $(EVENTS_FLAGS)
+
+# GET /catering/registrations/{id}'s lookup in the index holding
+# INDEX_REGISTRATIONS registrations: p50/p99, index size, build time.
+INDEX_REGISTRATIONS ?= 1000000
+.PHONY: bench-index
+bench-index: ## Status lookups: p50/p99 of one lookup among 1,000,000 registrations, the index's size on disk
+	@cd services/ingress && RELAY_BENCH_REGISTRATIONS=$(INDEX_REGISTRATIONS) $(GO) test -run '^$$' -bench BenchmarkLookup -benchtime 20000x -timeout 30m ./internal/index/
+
 # The peers live beside the project (../shared/peers), never copied into it;
 # without them this says so and passes.
 .PHONY: bench-compare
 bench-compare: build broker ## relay beside the Watermill peer and the minimal build (../shared/peers/compare.sh); table into docs/BENCHMARKS.md
 	@scripts/bench-compare.sh
+
+# Open-model latency at a fixed rate with the forwarder running, relay beside
+# the peers (../shared/peers, built from there), each run on a fresh vhost
+# (docs/BENCHMARKS.md, "Latency under a fixed load"). Without the peers it
+# measures relay alone.
+LATENCY_FLAGS ?= -rate 1000 -duration 30s -rounds 3
+.PHONY: bench-latency
+bench-latency: build broker ## Latency at 1,000/s, open model: accept and accept-to-delivered p50/p99, relay beside the peers
+	@mkdir -p bench/results
+	@cd bench && $(GO) run ./cmd/latency -bin ../$(BIN) -peers ../../shared/peers -json results/latency-$$(date -u +%Y%m%dT%H%M%SZ).json $(LATENCY_FLAGS)
 
 .PHONY: bench-micro
 bench-micro: ## Hot-path micro-benchmarks (-benchmem): validation, envelope, delivery policy

@@ -724,7 +724,7 @@ func TestKubectlKustomize_Builds(t *testing.T) {
 
 var (
 	// A Loader call: l.String("NAME", ...), l.Duration("NAME", ...), ...
-	loaderCall = regexp.MustCompile(`\.(String|Int|Float|Duration|Bool|IntSet)\(\s*"([A-Z][A-Z0-9_]*)"\s*,`)
+	loaderCall = regexp.MustCompile(`\.(String|Int|Float|Duration|Bool|Switch|IntSet)\(\s*"([A-Z][A-Z0-9_]*)"\s*,`)
 	// A direct lookup: getenv("NAME"), os.Getenv("NAME"), os.LookupEnv("NAME").
 	getenvCall = regexp.MustCompile(`(?:[Gg]etenv|LookupEnv)\(\s*"([A-Z][A-Z0-9_]*)"\s*\)`)
 )

@@ -103,6 +103,25 @@ on a terminal.
 			define: (*app).defineDeadPurge,
 		},
 		{
+			name: "trace", args: "<id> [--ingress URL]",
+			summary: "where is my registration? its status and every step of its life, as a timeline",
+			about: `Prints what relay knows of one registration: its status (accepted,
+retrying, held, delivered, dead, purged), when it was accepted and
+delivered (or why it died), and a timeline of its events: every attempt with
+its HTTP status or error and its duration, retries and their tier, holds
+while the backend was down, dead-lettering, redrives, purges. An attempt
+made again after a forwarder died before settling it is marked duplicate.
+
+It asks an ingress (GET /catering/registrations/<id>), whose index of the
+event stream answers at once, where reading the stream itself would mean
+reading up to EVENTS_MAX_AGE of every registration's events. The ingress is
+RELAY_INGRESS_URL (default http://127.0.0.1:8290) or --ingress; with API
+keys, RELAY_API_KEY is sent as the bearer key. An id the ingress does not
+know (never accepted, or older than the event retention) makes the exit
+status 1.`,
+			define: (*app).defineTrace,
+		},
+		{
 			name: "completion", args: "bash|zsh",
 			summary: "print a shell completion script for commands, subcommands and flags",
 			about: `Prints a script that completes relayctl's commands, subcommands, flags and

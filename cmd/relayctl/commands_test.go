@@ -36,7 +36,7 @@ type cli struct {
 const noManagement = "http://127.0.0.1:1"
 
 func newCLI(t *testing.T) *cli {
-	cfg := brokertest.Config(t)
+	cfg := brokertest.WithEvents(brokertest.Config(t)) // redrive and purge publish events
 	conn := brokertest.Dial(t)
 	topo := brokertest.Declare(t, conn, cfg)
 	return &cli{t: t, conn: conn, topo: topo, env: map[string]string{

@@ -26,7 +26,7 @@ func TestCompletion_BashCompletes(t *testing.T) {
 		line string // words before the cursor, then the word being completed
 		want string
 	}{
-		{"relayctl ", "stats dead completion version help"},
+		{"relayctl ", "stats dead trace completion version help"},
 		{"relayctl de", "dead"},
 		{"relayctl --json d", "dead"},
 		{"relayctl -", "--json --help"},
@@ -43,7 +43,7 @@ func TestCompletion_BashCompletes(t *testing.T) {
 		{"relayctl dead purge --a", "--all"},
 		{"relayctl stats --w", "--watch"},
 		{"relayctl completion ", "bash zsh"},
-		{"relayctl help ", "stats dead completion version help"},
+		{"relayctl help ", "stats dead trace completion version help"},
 		{"relayctl help dead p", "purge"},
 		{"relayctl version --", "--json --help"},
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/railco/relay/pkg/broker"
 	"github.com/railco/relay/pkg/envelope"
+	"github.com/railco/relay/pkg/events"
 	"github.com/railco/relay/pkg/topology"
 )
 
@@ -62,8 +63,21 @@ func Count(ctx context.Context, conn *amqp.Connection, topo *topology.Topology, 
 // Purge deletes the letters f selects, for good. For the zero Filter it
 // purges the queue in one step (letters another scan holds at that moment
 // survive).
+//
+// With events on (topo.Events), every purged letter's purged event is
+// published and confirmed before the letter is acked, so the whole queue is
+// scanned letter by letter then.
 func Purge(ctx context.Context, conn *amqp.Connection, topo *topology.Topology, f Filter) (Result, error) {
-	if f.all() {
+	var em *events.Emitter
+	if topo.Events != "" {
+		pub := broker.NewPublisher(1)
+		if err := pub.Attach(conn); err != nil {
+			return Result{}, err
+		}
+		defer pub.Detach()
+		em = events.NewEmitter(pub, topo.Events, eventSource, confirmTimeout)
+	}
+	if f.all() && !em.On() {
 		ch, err := conn.Channel()
 		if err != nil {
 			return Result{}, fmt.Errorf("open channel: %w", err)
@@ -77,6 +91,13 @@ func Purge(ctx context.Context, conn *amqp.Connection, topo *topology.Topology, 
 	}
 	done := 0
 	res, err := visit(ctx, conn, topo.DeadQueue, f, func(d amqp.Delivery, l Letter) error {
+		ev := events.Event{Type: events.TypePurged, ID: l.ID, AcceptedAt: events.TimePtr(l.AcceptedAt), Redrive: l.RedriveCount, Attempt: l.Attempts, Reason: l.Reason}
+		ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), confirmTimeout)
+		err := em.Emit(ectx, ev)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("purge %s: %w", l.ID, err)
+		}
 		if err := d.Ack(false /* multiple */); err != nil {
 			return fmt.Errorf("purge %s: %w", l.ID, err)
 		}
@@ -115,6 +136,7 @@ func Redrive(ctx context.Context, conn *amqp.Connection, topo *topology.Topology
 		every = rate.Limit(perSecond)
 	}
 	pace := rate.NewLimiter(every, 1)
+	em := events.NewEmitter(pub, topo.Events, eventSource, confirmTimeout)
 
 	var (
 		pending sync.WaitGroup
@@ -142,13 +164,19 @@ func Redrive(ctx context.Context, conn *amqp.Connection, topo *topology.Topology
 		if err := pace.Wait(ctx); err != nil {
 			return err
 		}
-		msg := redriven(d, l, time.Now())
+		now := time.Now()
+		msg := redriven(d, l, now)
+		ev := events.Event{Type: events.TypeRedriven, ID: l.ID, At: now, AcceptedAt: events.TimePtr(l.AcceptedAt), Redrive: l.RedriveCount + 1}
 		slots <- struct{}{}
 		pending.Go(func() {
 			defer func() { <-slots }()
 			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), confirmTimeout)
 			defer cancel()
-			if err := pub.Publish(pctx, topo.Exchange, topo.Queue, msg); err != nil {
+			// The copy and its redriven event at once; the letter is acked
+			// only when both are confirmed.
+			evErr := make(chan error, 1)
+			go func() { evErr <- em.Emit(pctx, ev) }()
+			if err := errors.Join(pub.Publish(pctx, topo.Exchange, topo.Queue, msg), <-evErr); err != nil {
 				record(l, err)
 				return
 			}
@@ -166,6 +194,9 @@ func Redrive(ctx context.Context, conn *amqp.Connection, topo *topology.Topology
 	res.Done = done
 	return res, err
 }
+
+// eventSource names relay's dead-letter tools in the events they publish.
+const eventSource = "deadletter"
 
 // redriven returns the copy of dead letter d that Redrive publishes: same id,
 // properties and body; no attempt count and no dead-letter headers, so the

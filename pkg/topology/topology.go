@@ -35,6 +35,14 @@ type Config struct {
 	// arguments, so that changing them needs no redeclaration.
 	MaxLength int
 	MaxBytes  int
+	// Events turns the event stream on (EVENTS, default on): every step of a
+	// registration's life is published to the stream Prefix+".events"
+	// (package events). Off, no stream is declared and nothing is published.
+	Events bool
+	// EventsMaxAge and EventsMaxBytes are the stream's retention: segments
+	// older than EventsMaxAge, or beyond EventsMaxBytes in all, are deleted.
+	EventsMaxAge   time.Duration
+	EventsMaxBytes int64
 }
 
 // LoadConfig reads the topology settings shared by all services.
@@ -48,8 +56,19 @@ func LoadConfig(l *config.Loader) Config {
 		DeliveryLimit:   l.Int("QUEUE_DELIVERY_LIMIT", 100),
 		MaxLength:       l.Int("QUEUE_MAX_LENGTH", DefaultMaxLength),
 		MaxBytes:        l.Int("QUEUE_MAX_BYTES", DefaultMaxBytes),
+		Events:          l.Switch("EVENTS", false), // off until its cost meets its budget: README, "Registration status"
+		EventsMaxAge:    l.Duration("EVENTS_MAX_AGE", DefaultEventsMaxAge),
+		EventsMaxBytes:  int64(l.Int("EVENTS_MAX_BYTES", DefaultEventsMaxBytes)),
 	}
 }
+
+// Default retention of the event stream: a week of history, and at most
+// 5 GiB of it (a registration's life is 3 to 10 events of ~250 bytes: 5 GiB
+// hold some 3 million registrations).
+const (
+	DefaultEventsMaxAge   = 7 * 24 * time.Hour
+	DefaultEventsMaxBytes = 5 << 30
+)
 
 // Default bounds of the main queue: far beyond any backlog a healthy system
 // builds (a day's outage at 10 registrations/s is 864,000), far below what
@@ -84,6 +103,12 @@ func (c Config) Validate() error {
 	if c.MaxBytes < 0 {
 		errs = append(errs, errors.New("QUEUE_MAX_BYTES must be 0 (no bound) or more"))
 	}
+	if c.Events && c.EventsMaxAge < time.Second {
+		errs = append(errs, errors.New("EVENTS_MAX_AGE must be at least 1s"))
+	}
+	if c.Events && c.EventsMaxBytes < 1<<20 {
+		errs = append(errs, errors.New("EVENTS_MAX_BYTES must be at least 1048576 (1 MiB)"))
+	}
 	if c.DeliveryLimit <= c.MaxAttempts {
 		errs = append(errs, errors.New("QUEUE_DELIVERY_LIMIT must be above MAX_DELIVERY_ATTEMPTS"))
 	}
@@ -103,29 +128,39 @@ type Topology struct {
 	Queue        string // main quorum queue, also the routing key
 	DeadExchange string // fanout exchange for dead letters
 	DeadQueue    string // where dead letters rest
-	MaxAttempts  int
+	// Events is the stream every registration's events go to (package
+	// events), published through the default exchange; "" when EVENTS=off.
+	Events      string
+	MaxAttempts int
 	// Log, if set, is told what Declare did beyond declaring: a migration.
 	Log *slog.Logger
 
-	delays        []time.Duration // delays[n-1] is the wait after failed attempt n
-	tiers         []Tier          // distinct delays, ascending
-	deliveryLimit int
-	maxLength     int
-	maxBytes      int
+	delays         []time.Duration // delays[n-1] is the wait after failed attempt n
+	tiers          []Tier          // distinct delays, ascending
+	deliveryLimit  int
+	maxLength      int
+	maxBytes       int
+	eventsMaxAge   time.Duration
+	eventsMaxBytes int64
 }
 
 // New resolves cfg into names and tiers. cfg must be valid.
 func New(cfg Config) *Topology {
 	t := &Topology{
-		Exchange:      cfg.Prefix,
-		Queue:         cfg.Prefix + ".registrations",
-		DeadExchange:  cfg.Prefix + ".dlx",
-		DeadQueue:     cfg.Prefix + ".registrations.dead",
-		MaxAttempts:   cfg.MaxAttempts,
-		delays:        Schedule(cfg.RetryInitial, cfg.RetryMultiplier, cfg.RetryMax, cfg.MaxAttempts-1),
-		deliveryLimit: cfg.DeliveryLimit,
-		maxLength:     cfg.MaxLength,
-		maxBytes:      cfg.MaxBytes,
+		Exchange:       cfg.Prefix,
+		Queue:          cfg.Prefix + ".registrations",
+		DeadExchange:   cfg.Prefix + ".dlx",
+		DeadQueue:      cfg.Prefix + ".registrations.dead",
+		MaxAttempts:    cfg.MaxAttempts,
+		delays:         Schedule(cfg.RetryInitial, cfg.RetryMultiplier, cfg.RetryMax, cfg.MaxAttempts-1),
+		deliveryLimit:  cfg.DeliveryLimit,
+		maxLength:      cfg.MaxLength,
+		maxBytes:       cfg.MaxBytes,
+		eventsMaxAge:   cfg.EventsMaxAge,
+		eventsMaxBytes: cfg.EventsMaxBytes,
+	}
+	if cfg.Events {
+		t.Events = cfg.Prefix + ".events"
 	}
 	seen := map[time.Duration]bool{}
 	for _, d := range t.delays {
@@ -199,7 +234,23 @@ func (t *Topology) queues() []queue {
 			amqp.QueueOverflowArg:       amqp.QueueOverflowRejectPublish,
 		}})
 	}
+	if t.Events != "" {
+		qs = append(qs, queue{t.Events, t.eventsArgs()})
+	}
 	return qs
+}
+
+// eventsArgs are the event stream's arguments: a stream (replicated,
+// append-only, read from any offset by any number of consumers) whose
+// oldest segments are deleted by age and by size. x-max-age takes whole
+// seconds here ("604800s"); RabbitMQ compares the arguments of a redeclared
+// queue, so a changed retention is reported as a MismatchError.
+func (t *Topology) eventsArgs() amqp.Table {
+	return amqp.Table{
+		amqp.QueueTypeArg:         amqp.QueueTypeStream,
+		amqp.StreamMaxAgeArg:      fmt.Sprintf("%ds", int64(t.eventsMaxAge/time.Second)),
+		amqp.StreamMaxLenBytesArg: t.eventsMaxBytes,
+	}
 }
 
 // deadDeliveryLimit is the dead-letter queue's x-delivery-limit. Browsing

@@ -84,6 +84,8 @@ func TestConfigValidate(t *testing.T) {
 		"RETRY_MULTIPLIER":       func(c *topology.Config) { c.RetryMultiplier = 0.5 },
 		"RETRY_MAX_INTERVAL":     func(c *topology.Config) { c.RetryMax = time.Millisecond },
 		"QUEUE_DELIVERY_LIMIT":   func(c *topology.Config) { c.DeliveryLimit = 4 },
+		"EVENTS_MAX_AGE":         func(c *topology.Config) { c.Events, c.EventsMaxAge = true, 0 },
+		"EVENTS_MAX_BYTES":       func(c *topology.Config) { c.Events, c.EventsMaxBytes = true, 1024 },
 	}
 	if err := defaults().Validate(); err != nil {
 		t.Fatalf("defaults invalid: %v", err)
@@ -103,6 +105,29 @@ func TestDeclare_IsIdempotent(t *testing.T) {
 	topo := brokertest.Declare(t, conn, cfg)
 	if err := topo.Declare(conn); err != nil {
 		t.Fatalf("second declare: %v", err)
+	}
+}
+
+// With events on, Declare makes the stream with its retention, again and
+// again; a changed retention is a MismatchError naming the stream.
+func TestDeclare_EventStream(t *testing.T) {
+	conn := brokertest.Dial(t)
+	cfg := brokertest.WithEvents(brokertest.Config(t))
+	topo := brokertest.Declare(t, conn, cfg)
+	if topo.Events != cfg.Prefix+".events" {
+		t.Fatalf("stream %q, want %s.events", topo.Events, cfg.Prefix)
+	}
+	if err := topo.Declare(conn); err != nil {
+		t.Fatalf("second declare: %v", err)
+	}
+	cfg.EventsMaxAge = 2 * time.Hour
+	var mismatch *topology.MismatchError
+	if err := topology.New(cfg).Declare(conn); !errors.As(err, &mismatch) || mismatch.Name != topo.Events {
+		t.Errorf("declare with another retention: %v, want a MismatchError naming the stream", err)
+	}
+	off := brokertest.Config(t)
+	if topology.New(off).Events != "" {
+		t.Error("EVENTS=off names a stream")
 	}
 }
 

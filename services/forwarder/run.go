@@ -18,6 +18,7 @@ import (
 	"github.com/railco/relay/pkg/broker"
 	"github.com/railco/relay/pkg/brokeradmin"
 	pkgconfig "github.com/railco/relay/pkg/config"
+	"github.com/railco/relay/pkg/events"
 	"github.com/railco/relay/pkg/logging"
 	pkgmetrics "github.com/railco/relay/pkg/metrics"
 	"github.com/railco/relay/pkg/profiling"
@@ -81,6 +82,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		NonRetryable:    cfg.NonRetryable,
 		HoldMax:         cfg.HoldMax,
 		Observer:        m,
+		Events:          events.NewEmitter(pub, topo.Events, "forwarder", cfg.PublishTimeout).SetLinger(2 * time.Millisecond),
 	}, topo, pub, client, brk, log)
 
 	var consuming atomic.Bool

@@ -90,12 +90,13 @@ func baseEnv(prefix string) map[string]string {
 		"RETRY_INITIAL_INTERVAL": "500ms",
 		"RETRY_MULTIPLIER":       "2",
 		"LOG_LEVEL":              "debug",
+		"EVENTS":                 "on",
 	}
 }
 
 func topoOf(t *testing.T, env map[string]string) *topology.Topology {
 	cfg := topology.Config{Prefix: env["TOPOLOGY_PREFIX"], MaxAttempts: 4, RetryInitial: 500 * time.Millisecond,
-		RetryMultiplier: 2, RetryMax: 10 * time.Minute, DeliveryLimit: 100}
+		RetryMultiplier: 2, RetryMax: 10 * time.Minute, DeliveryLimit: 100, Events: true} // the tests turn EVENTS on: the stream goes too
 	topo := topology.New(cfg)
 	t.Cleanup(func() { brokertest.DeleteTopology(t, topo) })
 	return topo

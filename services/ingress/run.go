@@ -19,6 +19,7 @@ import (
 
 	"github.com/railco/relay/pkg/broker"
 	pkgconfig "github.com/railco/relay/pkg/config"
+	"github.com/railco/relay/pkg/events"
 	"github.com/railco/relay/pkg/logging"
 	pkgmetrics "github.com/railco/relay/pkg/metrics"
 	"github.com/railco/relay/pkg/topology"
@@ -28,6 +29,7 @@ import (
 	"github.com/railco/relay/services/ingress/internal/config"
 	"github.com/railco/relay/services/ingress/internal/connlimit"
 	"github.com/railco/relay/services/ingress/internal/httpapi"
+	"github.com/railco/relay/services/ingress/internal/index"
 	"github.com/railco/relay/services/ingress/internal/metrics"
 	"github.com/railco/relay/services/ingress/internal/ratelimit"
 )
@@ -80,6 +82,18 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	queues := pkgmetrics.NewQueues(topo, cfg.Metrics.QueueInterval)
 	m := metrics.New(pub.Blocked, queues)
 	opts := []httpapi.Option{httpapi.WithObserver(m)}
+	var idx *index.Index
+	if topo.Events != "" {
+		em := m.Events(func() (map[string]time.Time, error) { return idx.Oldest() })
+		idx, err = index.Open(cfg.IndexPath, index.Queues{Main: topo.Queue, Dead: topo.DeadQueue}, em)
+		if err != nil {
+			return fmt.Errorf("INGRESS_INDEX_PATH: %w", err)
+		}
+		defer idx.Close()
+		opts = append(opts, httpapi.WithEvents(events.NewEmitter(pub, topo.Events, "ingress", cfg.PublishTimeout)), httpapi.WithLookup(idx))
+	} else {
+		log.Info("EVENTS=off: no event stream, no registration status (GET /catering/registrations/{id} is not served)")
+	}
 
 	var keys *apikey.File
 	if cfg.APIKeysFile == "" {
@@ -203,6 +217,20 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		queues.Run(brokerCtx)
 		return nil
 	})
+	if idx != nil {
+		// A connection of its own: consuming the stream must neither wait
+		// behind a publishing connection blocked by an alarm nor disturb it.
+		g.Go(func() error {
+			ilog := log.With("component", "index")
+			d := broker.Dialer{URL: cfg.AMQPURL, TLS: brokerTLS, Name: "relay-ingress-index", Log: ilog}
+			return d.Run(brokerCtx, func(ctx context.Context, conn *amqp.Connection) error {
+				if err := topo.Declare(conn); err != nil {
+					return fmt.Errorf("declare topology: %w", err)
+				}
+				return idx.Consume(ctx, conn, topo.Events, ilog)
+			})
+		})
+	}
 	if err := g.Wait(); err != nil {
 		return err
 	}

@@ -55,9 +55,10 @@ type ingress struct {
 // baseEnv is the environment of a test ingress on a topology of the test's own.
 func baseEnv(t *testing.T) (map[string]string, topology.Config) {
 	t.Helper()
-	tcfg := brokertest.Config(t)
+	tcfg := brokertest.WithEvents(brokertest.Config(t)) // the tests turn EVENTS on: the stream goes too
 	t.Cleanup(func() { brokertest.DeleteTopology(t, topology.New(tcfg)) })
 	return map[string]string{
+		"INGRESS_INDEX_PATH":      filepath.Join(t.TempDir(), "index.db"),
 		"INGRESS_ADDR":            "127.0.0.1:0",
 		"INGRESS_ADDR_FILE":       filepath.Join(t.TempDir(), "addr"),
 		"INGRESS_ADMIN_ADDR":      "127.0.0.1:0",
@@ -70,6 +71,7 @@ func baseEnv(t *testing.T) (map[string]string, topology.Config) {
 		"RETRY_MAX_INTERVAL":      tcfg.RetryMax.String(),
 		"QUEUE_DELIVERY_LIMIT":    fmt.Sprint(tcfg.DeliveryLimit),
 		"LOG_LEVEL":               "debug",
+		"EVENTS":                  "on",
 	}, tcfg
 }
 

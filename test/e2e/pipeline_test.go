@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -22,12 +23,15 @@ type stack struct {
 func startStack(t *testing.T, extra map[string]string) *stack {
 	t.Helper()
 	prefix := brokertest.Prefix(t)
+	// Events on unless the test turns them off (EVENTS=off is the
+	// services' default): the stream is deleted with the rest.
 	topo := topology.New(topology.Config{Prefix: prefix, MaxAttempts: 4, RetryInitial: time.Second, RetryMultiplier: 5,
-		RetryMax: 10 * time.Minute, DeliveryLimit: 100})
+		RetryMax: 10 * time.Minute, DeliveryLimit: 100, Events: extra["EVENTS"] != "off"})
 	t.Cleanup(func() { brokertest.DeleteTopology(t, topo) })
+	indexPath := filepath.Join(t.TempDir(), "ingress-index.db")
 
 	common := func() map[string]string {
-		env := map[string]string{"AMQP_URL": brokertest.URL(), "TOPOLOGY_PREFIX": prefix}
+		env := map[string]string{"AMQP_URL": brokertest.URL(), "TOPOLOGY_PREFIX": prefix, "INGRESS_INDEX_PATH": indexPath, "EVENTS": "on"}
 		for k, v := range extra {
 			env[k] = v
 		}

@@ -43,7 +43,7 @@ func TestUI_ListsRelaysQueues(t *testing.T) {
 
 	// The real stack, so the page shows what make run shows: a consumer on
 	// the main queue, and one letter dead-lettered for a non-retryable 422.
-	s := startStack(t, nil)
+	s := startStack(t, map[string]string{"EVENTS": "off"}) // the default: no events stream in the picture
 	setStubMode(t, s.stub.addr, `{"forceStatus": 422}`)
 	postUntilAccepted(t, s.ingress.addr, registration("ui-dead-letter"))
 	conn := brokertest.Dial(t)

@@ -40,6 +40,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -67,6 +68,7 @@ type options struct {
 	idle                     time.Duration
 	timeout                  time.Duration
 	phases                   string
+	env                      string
 }
 
 func main() {
@@ -90,6 +92,7 @@ func main() {
 	fs.DurationVar(&o.idle, "idle", 3*time.Second, "a phase ends when no attempt arrived for this long (or everything was delivered)")
 	fs.DurationVar(&o.timeout, "timeout", 3*time.Minute, "longest a phase may take")
 	fs.StringVar(&o.phases, "phases", "steady,flaky", "phases to run, in order")
+	fs.StringVar(&o.env, "env", "", "more environment for both services: KEY=VALUE pairs, comma-separated (e.g. EVENTS=off, to measure what events cost)")
 	_ = fs.Parse(os.Args[1:])
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -209,7 +212,14 @@ func round(ctx context.Context, o options, bin string, r int, conn *amqp.Connect
 		"RETRY_MULTIPLIER":       "2",
 		"RETRY_MAX_INTERVAL":     "2s",
 		"MAX_DELIVERY_ATTEMPTS":  "4",
+		"INGRESS_INDEX_PATH":     filepath.Join(logDir, prefix+".index.db"),
 	}
+	for kv := range strings.SplitSeq(o.env, ",") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(kv), "="); ok {
+			env[k] = v
+		}
+	}
+	defer os.Remove(env["INGRESS_INDEX_PATH"])
 	topo := topology.New(topology.LoadConfig(config.NewLoader(func(k string) string { return env[k] })))
 	defer func() { _ = topo.Delete(conn) }()
 

@@ -6,6 +6,11 @@
 // the last attempt or a permanent refusal. If the forwarder dies between the
 // publish and the ack, the broker redelivers the original and the backend may
 // see it twice (it dedupes on Idempotency-Key); the message is never lost.
+//
+// With events on (Options.Events), each settlement also publishes the
+// attempt's events (package events) beside the move, pipelined with it, and
+// acks only once the broker confirmed the move and every event: a crash
+// duplicates events, never loses one.
 package forwarder
 
 import (
@@ -23,6 +28,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/railco/relay/pkg/envelope"
+	"github.com/railco/relay/pkg/events"
 	"github.com/railco/relay/pkg/topology"
 	"github.com/railco/relay/services/forwarder/internal/breaker"
 	"github.com/railco/relay/services/forwarder/internal/delivery"
@@ -51,6 +57,8 @@ type Options struct {
 	HoldMax time.Duration
 	// Observer is told what happens to each delivery; nil tells no one.
 	Observer Observer
+	// Events publishes each delivery's events; nil or off publishes none.
+	Events *events.Emitter
 }
 
 // Breaker decides when attempts may be made; see package breaker.
@@ -71,6 +79,11 @@ type Forwarder struct {
 	log    *slog.Logger
 	now    func() time.Time
 	parked sync.WaitGroup // moves waiting for publishing to work again
+	async  sync.WaitGroup // held events on their way (nothing waits for their confirm)
+	// settling counts moves whose confirms are awaited beside the workers
+	// (events on): a worker goes on with its next delivery meanwhile, the
+	// prefetch bounding how many wait.
+	settling sync.WaitGroup
 }
 
 // New returns a Forwarder.
@@ -129,7 +142,9 @@ func (f *Forwarder) Consume(ctx context.Context, conn *amqp.Connection) error {
 			f.log.Warn("cancel consumer", "err", err)
 		}
 		<-stopped // the library closes deliveries after handing over what it holds
+		f.settling.Wait()
 		f.parked.Wait()
+		f.async.Wait()
 		if err := ch.Close(); err != nil {
 			f.log.Warn("close consumer channel", "err", err)
 		}
@@ -137,20 +152,27 @@ func (f *Forwarder) Consume(ctx context.Context, conn *amqp.Connection) error {
 	case err := <-closed:
 		stopHandlers()
 		<-stopped
+		f.settling.Wait()
 		f.parked.Wait()
+		f.async.Wait()
 		if err == nil {
 			return errors.New("consumer channel closed")
 		}
 		return fmt.Errorf("consumer channel closed: %w", err)
 	case <-stopped:
 		stopHandlers()
+		f.settling.Wait()
 		f.parked.Wait()
+		f.async.Wait()
 		_ = ch.Close()
 		return errors.New("consumer cancelled by the broker")
 	}
 }
 
-// Handle delivers d and settles it. It is safe for concurrent use.
+// Handle delivers d and settles it. It is safe for concurrent use. With
+// events on, a delivery's or a retry's settlement (events and move
+// confirmed, then the ack) may finish after Handle returns; Consume waits
+// for it before it closes the channel.
 //
 // It waits while the breaker is open, makes an attempt, and does what
 // Policy.Decide says: ack, retry tier, dead letter, or hold (an attempt that
@@ -169,9 +191,10 @@ func (f *Forwarder) Handle(ctx context.Context, d amqp.Delivery) {
 	if err := delivery.ValidID(id); err != nil {
 		a := envelope.Attempt{Number: meta.Attempts, At: f.now(), Err: err.Error()}
 		v := f.policy.Decide(delivery.Result{Err: err}, number, false)
-		f.deadLetter(ctx, func() *slog.Logger { return f.log.With("id", id) }, d, id, a, v.Reason, until)
+		f.deadLetter(ctx, func() *slog.Logger { return f.log.With("id", id) }, d, id, a, v.Reason, until, meta, nil)
 		return
 	}
+	held := false
 	for uncounted := 0; ; uncounted++ {
 		if err := pause(ctx, uncounted); err != nil {
 			f.giveBack(ctx, d, id, err, until)
@@ -213,10 +236,16 @@ func (f *Forwarder) Handle(ctx context.Context, d amqp.Delivery) {
 				log().Info("attempt", "outcome", OutcomeNotCounted, "err", a.Err)
 			}
 			f.obs.Outcome(OutcomeNotCounted)
+			if !held {
+				held = true
+				f.emitHeld(base(d, id, meta, events.TypeHeld, number, f.now()), a.Err)
+			}
 			continue
 		}
 		f.obs.Attempted(a.Number, res.Duration)
-		f.settle(ctx, log, d, id, a, res, v, meta.AcceptedAt, until)
+		ev := base(d, id, meta, events.TypeAttempt, a.Number, a.At)
+		ev.DurationMS, ev.Status, ev.Error, ev.Redelivered = events.Ms(res.Duration), res.Status, a.Err, d.Redelivered
+		f.settle(ctx, log, d, id, a, res, v, meta, ev, until)
 		return
 	}
 }
@@ -277,22 +306,70 @@ func (f *Forwarder) attempt(d amqp.Delivery, id string, number int) (a envelope.
 type lazyLog func() *slog.Logger
 
 // settle acks, retries or dead-letters d after a counted attempt, as v says.
-func (f *Forwarder) settle(ctx context.Context, log lazyLog, d amqp.Delivery, id string, a envelope.Attempt, res delivery.Result, v Verdict, accepted, until time.Time) {
+// attempt is the attempt's event, its outcome still to be set.
+func (f *Forwarder) settle(ctx context.Context, log lazyLog, d amqp.Delivery, id string, a envelope.Attempt, res delivery.Result, v Verdict, meta envelope.Meta, attempt events.Event, until time.Time) {
 	switch v.Action {
 	case Ack:
-		err := d.Ack(false)
-		f.logSettled(log, OutcomeDelivered, err)
-		if err == nil && !accepted.IsZero() {
-			f.obs.Delivered(f.now().Sub(accepted))
+		attempt.Outcome = OutcomeDelivered
+		if !f.opts.Events.On() {
+			// Nothing to confirm first: ack at once, as before events.
+			f.delivered(log, meta, d.Ack(false))
+			return
 		}
+		delivered := base(d, id, meta, events.TypeDelivered, a.Number, f.now())
+		m := move{d: d, noMsg: true, events: []events.Event{attempt, delivered}, until: until, done: func(err error) {
+			f.delivered(log, meta, err)
+		}}
+		f.settling.Go(func() { f.move(ctx, m) })
 	case DeadLetter:
-		f.deadLetter(ctx, log, d, id, a, v.Reason, until)
+		attempt.Outcome = OutcomeDeadLettered
+		f.deadLetter(ctx, log, d, id, a, v.Reason, until, meta, &attempt)
 	default:
+		attempt.Outcome = OutcomeRetry
 		tier := f.topo.TierFor(a.Number, res.RetryAfter)
-		f.move(ctx, move{d: d, key: tier.Queue, msg: envelope.Retry(d, a), until: until, done: func(err error) {
+		sched := base(d, id, meta, events.TypeRetryScheduled, a.Number, f.now())
+		sched.Tier, sched.Due = tier.Queue, events.TimePtr(sched.At.Add(tier.Delay))
+		m := move{d: d, key: tier.Queue, msg: envelope.Retry(d, a), until: until, done: func(err error) {
 			f.logSettled(func() *slog.Logger { return log().With("err", a.Err, "retry_in", tier.Delay.String()) }, OutcomeRetry, err)
-		}})
+		}}
+		if !f.opts.Events.On() {
+			f.move(ctx, m)
+			return
+		}
+		m.events = []events.Event{attempt, sched}
+		f.settling.Go(func() { f.move(ctx, m) })
 	}
+}
+
+// delivered records an acked delivery (err nil) or a failed ack.
+func (f *Forwarder) delivered(log lazyLog, meta envelope.Meta, err error) {
+	f.logSettled(log, OutcomeDelivered, err)
+	if err == nil && !meta.AcceptedAt.IsZero() {
+		f.obs.Delivered(f.now().Sub(meta.AcceptedAt))
+	}
+}
+
+// base is an event of d's registration with what every forwarder event
+// carries.
+func base(d amqp.Delivery, id string, meta envelope.Meta, typ string, attempt int, at time.Time) events.Event {
+	return events.Event{Type: typ, ID: id, At: at.UTC(), AcceptedAt: events.TimePtr(meta.AcceptedAt), Redrive: meta.RedriveCount, Attempt: attempt}
+}
+
+// emitHeld publishes a held event without waiting for it: a held message is
+// not settled, so nothing depends on its confirm. A lost held event leaves
+// the status at the previous step until the next attempt's events.
+func (f *Forwarder) emitHeld(ev events.Event, cause string) {
+	if !f.opts.Events.On() {
+		return
+	}
+	ev.Error = cause
+	f.async.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), f.opts.PublishTimeout)
+		defer cancel()
+		if err := f.opts.Events.Emit(ctx, ev); err != nil {
+			f.log.Debug("held event not stored", "id", ev.ID, "err", err)
+		}
+	})
 }
 
 // giveBack returns a message held while the breaker was open to the end of
@@ -304,8 +381,17 @@ func (f *Forwarder) giveBack(ctx context.Context, d amqp.Delivery, id string, wh
 	}})
 }
 
-func (f *Forwarder) deadLetter(ctx context.Context, log lazyLog, d amqp.Delivery, id string, a envelope.Attempt, reason string, until time.Time) {
-	f.move(ctx, move{d: d, exchange: f.topo.DeadExchange, key: f.topo.Queue, msg: envelope.Dead(d, a, reason, f.now()), until: until, done: func(err error) {
+// deadLetter moves d to the dead-letter exchange with its dead_lettered
+// event, and attempt's event when an attempt was made (attempt non-nil).
+func (f *Forwarder) deadLetter(ctx context.Context, log lazyLog, d amqp.Delivery, id string, a envelope.Attempt, reason string, until time.Time, meta envelope.Meta, attempt *events.Event) {
+	now := f.now()
+	dead := base(d, id, meta, events.TypeDeadLettered, a.Number, now)
+	dead.Reason = reason
+	evs := []events.Event{dead}
+	if attempt != nil {
+		evs = append(evs, *attempt)
+	}
+	f.move(ctx, move{d: d, exchange: f.topo.DeadExchange, key: f.topo.Queue, msg: envelope.Dead(d, a, reason, now), until: until, events: evs, done: func(err error) {
 		f.logSettled(func() *slog.Logger { return log().With("err", a.Err, "reason", reason) }, OutcomeDeadLettered, err)
 		if err != nil {
 			return
@@ -319,11 +405,13 @@ func (f *Forwarder) deadLetter(ctx context.Context, log lazyLog, d amqp.Delivery
 	}})
 }
 
-// move is one message's trip elsewhere: publish msg, then settle d.
+// move is one message's trip elsewhere: publish msg and events, then settle d.
 type move struct {
 	d             amqp.Delivery
 	exchange, key string
 	msg           amqp.Publishing
+	noMsg         bool            // only events to publish (a delivery: its events, then the ack)
+	events        []events.Event  // published beside msg, confirmed before the ack
 	until         time.Time       // hand d back to the queue rather than hold it longer
 	done          func(err error) // told how it ended, once: nil when msg is stored and d acked
 }
@@ -376,10 +464,26 @@ func (f *Forwarder) retry(ctx context.Context, m move) error {
 	}
 }
 
+// publish publishes m's message and events at once (their confirms are
+// pipelined) and waits for every confirm. Tried again after a failure, it
+// publishes them all again: an event may then be stored twice, which
+// events.Fold ignores.
 func (f *Forwarder) publish(m move) error {
 	ctx, cancel := context.WithTimeout(context.Background(), f.opts.PublishTimeout)
 	defer cancel()
-	return f.pub.Publish(ctx, m.exchange, m.key, m.msg)
+	if len(m.events) == 0 || !f.opts.Events.On() {
+		if m.noMsg {
+			return nil
+		}
+		return f.pub.Publish(ctx, m.exchange, m.key, m.msg)
+	}
+	if m.noMsg {
+		return f.opts.Events.EmitAll(ctx, m.events...)
+	}
+	evErr := make(chan error, 1)
+	go func() { evErr <- f.opts.Events.EmitAll(ctx, m.events...) }()
+	err := f.pub.Publish(ctx, m.exchange, m.key, m.msg)
+	return errors.Join(err, <-evErr)
 }
 
 // requeue hands m.d back to the queue after its move failed tries times.

@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -55,31 +56,32 @@ type Secret = pkgconfig.Secret
 // Config is the ingress configuration. Load fills every field; Validate
 // checks them.
 type Config struct {
-	Addr                string          // INGRESS_ADDR: where the HTTP server listens
-	AddrFile            string          // INGRESS_ADDR_FILE: if set, the bound address is written there once listening
-	AdminAddr           string          // INGRESS_ADMIN_ADDR: where /metrics (and the probes again) are served
-	AdminAddrFile       string          // INGRESS_ADMIN_ADDR_FILE: as INGRESS_ADDR_FILE, for the admin address
-	AdminToken          Secret          // INGRESS_ADMIN_TOKEN: if set, the admin address wants Authorization: Bearer <it>
-	AdminTokenFile      string          // INGRESS_ADMIN_TOKEN_FILE: the token read from this file instead
-	PProf               bool            // INGRESS_PPROF: on serves /debug/pprof/ on the admin address; off by default
-	APIKeysFile         string          // INGRESS_API_KEYS_FILE: clients' "name:key" lines; unset: open to anyone
-	APIKeysPollInterval time.Duration   // INGRESS_API_KEYS_POLL_INTERVAL: how often the keys file is checked for changes; 0: on SIGHUP only
-	RateLimit           float64         // INGRESS_RATE_LIMIT: registrations per second per client; 0: no limit
-	RateBurst           int             // INGRESS_RATE_BURST: registrations a client may send at once; 0: one second's worth
-	AMQPURL             string          // AMQP_URL
-	BrokerTLS           tlsconfig.Files // AMQP_CA_FILE, AMQP_CLIENT_CERT_FILE, AMQP_CLIENT_KEY_FILE (amqps)
-	PublishTimeout      time.Duration   // PUBLISH_TIMEOUT: how long a request waits for the broker's confirm
-	MaxBodyBytes        int             // MAX_BODY_BYTES: larger request bodies get 413
-	PublisherChannels   int             // PUBLISHER_CHANNELS: confirm-mode channels per connection
-	MaxConnections      int             // INGRESS_MAX_CONNECTIONS: open client connections at most; 0: no limit
-	ReadTimeout         time.Duration   // INGRESS_READ_TIMEOUT: longest time to read one request, headers and body
-	WriteTimeout        time.Duration   // INGRESS_WRITE_TIMEOUT: longest time from a request's headers to the end of its answer
-	IdleTimeout         time.Duration   // INGRESS_IDLE_TIMEOUT: a keep-alive connection without a request is closed after this
-	ShutdownTimeout     time.Duration   // SHUTDOWN_TIMEOUT: how long shutdown waits for in-flight requests
-	RetryAfter          time.Duration   // RETRY_AFTER: told to clients in Retry-After on 503
-	LogLevel            string          // LOG_LEVEL
-	LogFormat           string          // LOG_FORMAT
-	Topology            topology.Config
+	Addr                string            // INGRESS_ADDR: where the HTTP server listens
+	AddrFile            string            // INGRESS_ADDR_FILE: if set, the bound address is written there once listening
+	AdminAddr           string            // INGRESS_ADMIN_ADDR: where /metrics (and the probes again) are served
+	AdminAddrFile       string            // INGRESS_ADMIN_ADDR_FILE: as INGRESS_ADDR_FILE, for the admin address
+	AdminToken          Secret            // INGRESS_ADMIN_TOKEN: if set, the admin address wants Authorization: Bearer <it>
+	AdminTokenFile      string            // INGRESS_ADMIN_TOKEN_FILE: the token read from this file instead
+	PProf               bool              // INGRESS_PPROF: on serves /debug/pprof/ on the admin address; off by default
+	APIKeysFile         string            // INGRESS_API_KEYS_FILE: clients' "name:key" lines; unset: open to anyone
+	APIKeysPollInterval time.Duration     // INGRESS_API_KEYS_POLL_INTERVAL: how often the keys file is checked for changes; 0: on SIGHUP only
+	RateLimit           float64           // INGRESS_RATE_LIMIT: registrations per second per client; 0: no limit
+	RateBurst           int               // INGRESS_RATE_BURST: registrations a client may send at once; 0: one second's worth
+	AMQPURL             string            // AMQP_URL
+	BrokerTLS           tlsconfig.Files   // AMQP_CA_FILE, AMQP_CLIENT_CERT_FILE, AMQP_CLIENT_KEY_FILE (amqps)
+	PublishTimeout      time.Duration     // PUBLISH_TIMEOUT: how long a request waits for the broker's confirm
+	MaxBodyBytes        int               // MAX_BODY_BYTES: larger request bodies get 413
+	PublisherChannels   int               // PUBLISHER_CHANNELS: confirm-mode channels per connection
+	MaxConnections      int               // INGRESS_MAX_CONNECTIONS: open client connections at most; 0: no limit
+	ReadTimeout         time.Duration     // INGRESS_READ_TIMEOUT: longest time to read one request, headers and body
+	WriteTimeout        time.Duration     // INGRESS_WRITE_TIMEOUT: longest time from a request's headers to the end of its answer
+	IdleTimeout         time.Duration     // INGRESS_IDLE_TIMEOUT: a keep-alive connection without a request is closed after this
+	ShutdownTimeout     time.Duration     // SHUTDOWN_TIMEOUT: how long shutdown waits for in-flight requests
+	RetryAfter          time.Duration     // RETRY_AFTER: told to clients in Retry-After on 503
+	LogLevel            string            // LOG_LEVEL
+	LogFormat           string            // LOG_FORMAT
+	IndexPath           string            // INGRESS_INDEX_PATH: the registration index's file (EVENTS=on); default in the temporary directory
+	Topology            topology.Config   // EVENTS, EVENTS_MAX_AGE, EVENTS_MAX_BYTES among others
 	Metrics             pkgmetrics.Config // QUEUE_METRICS_INTERVAL
 }
 
@@ -123,6 +125,7 @@ func Load(getenv func(string) string) (Config, error) {
 		Topology:            topology.LoadConfig(l),
 		Metrics:             pkgmetrics.LoadConfig(l),
 	}
+	cfg.IndexPath = l.String("INGRESS_INDEX_PATH", DefaultIndexPath(cfg.Topology.Prefix))
 	if cfg.RateBurst == 0 && cfg.RateLimit > 0 && !math.IsInf(cfg.RateLimit, 0) {
 		cfg.RateBurst = int(math.Min(math.Ceil(cfg.RateLimit), math.MaxInt32)) // one second's worth
 	}
@@ -131,6 +134,13 @@ func Load(getenv func(string) string) (Config, error) {
 		return cfg, errors.Join(err, cfg.Validate())
 	}
 	return cfg, cfg.Validate()
+}
+
+// DefaultIndexPath is INGRESS_INDEX_PATH's default: a file per topology
+// prefix in the temporary directory. Losing it costs a rebuild from the
+// event stream, nothing else; give it a volume to spare the rebuild.
+func DefaultIndexPath(prefix string) string {
+	return filepath.Join(os.TempDir(), "relay-ingress-index."+prefix+".db")
 }
 
 // AdminBearer returns the token the admin address wants: INGRESS_ADMIN_TOKEN,
@@ -244,6 +254,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := logging.New(io.Discard, "info", c.LogFormat); err != nil {
 		errs = append(errs, err)
+	}
+	if c.Topology.Events && c.IndexPath == "" {
+		errs = append(errs, errors.New("INGRESS_INDEX_PATH must not be empty with EVENTS=on"))
 	}
 	if err := c.Topology.Validate(); err != nil {
 		errs = append(errs, err)

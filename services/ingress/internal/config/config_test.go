@@ -56,6 +56,7 @@ func TestLoad_Defaults(t *testing.T) {
 		RetryAfter:          5 * time.Second,
 		LogLevel:            "info",
 		LogFormat:           "json",
+		IndexPath:           config.DefaultIndexPath("catering"),
 		Topology:            sharedTopology(env(nil)),
 		Metrics:             pkgmetrics.Config{QueueInterval: 10 * time.Second},
 	}
@@ -134,6 +135,7 @@ func TestLoad_Overrides(t *testing.T) {
 		RetryAfter:          10 * time.Second,
 		LogLevel:            "debug",
 		LogFormat:           "text",
+		IndexPath:           config.DefaultIndexPath("test.x"),
 		Topology:            sharedTopology(env(vars)),
 		Metrics:             pkgmetrics.Config{QueueInterval: 0},
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/railco/relay/pkg/broker"
 	"github.com/railco/relay/pkg/brokertest"
+	"github.com/railco/relay/pkg/events"
 	"github.com/railco/relay/pkg/topology"
 
 	"github.com/railco/relay/services/ingress/internal/connlimit"
@@ -160,9 +161,11 @@ func TestOpenAPI_ServerAndDocumentAgree(t *testing.T) {
 
 	t.Run("connected", func(t *testing.T) {
 		topo := declare(t)
-		l := serveLive(t, attached(t, topo), topo, 0)
+		l := serveLive(t, attached(t, topo), topo, 0, httpapi.WithLookup(knownLookup()))
 		for _, c := range []call{
 			register("seed", http.StatusAccepted),
+			{name: "status of a known registration", method: http.MethodGet, path: "/catering/registrations/" + knownID, want: http.StatusOK},
+			{name: "status of an unknown id", method: http.MethodGet, path: "/catering/registrations/never-seen", want: http.StatusNotFound},
 			register("seed with Idempotency-Key", http.StatusAccepted, "Idempotency-Key", "order-241241d-2021-07-16"),
 			register("charset", http.StatusAccepted, "Content-Type", "application/json; charset=utf-8"),
 			{name: "malformed JSON", method: http.MethodPost, path: "/catering/register", header: asJSON, body: `{"passengerId": "p",`, want: http.StatusBadRequest},
@@ -199,6 +202,7 @@ func TestOpenAPI_ServerAndDocumentAgree(t *testing.T) {
 			{method: http.MethodGet, path: "/readyz"},
 			{method: http.MethodGet, path: "/openapi.json"},
 			{method: http.MethodGet, path: "/nope"},
+			{method: http.MethodGet, path: "/catering/registrations/" + knownID},
 		} {
 			c.name, c.header, c.want = "oversized headers", append(c.header, bigHeader...), http.StatusRequestHeaderFieldsTooLarge
 			l.exchange(t, spec, c)
@@ -244,9 +248,11 @@ func TestOpenAPI_ServerAndDocumentAgree(t *testing.T) {
 
 	t.Run("API keys", func(t *testing.T) {
 		topo := declare(t)
-		l := serveLive(t, attached(t, topo), topo, 0, httpapi.WithAPIKeys(testKeys(t)))
+		l := serveLive(t, attached(t, topo), topo, 0, httpapi.WithAPIKeys(testKeys(t)), httpapi.WithLookup(knownLookup()))
 		for _, c := range []call{
 			register("no key", http.StatusUnauthorized),
+			{name: "status without a key", method: http.MethodGet, path: "/catering/registrations/" + knownID, want: http.StatusUnauthorized},
+			{name: "status with a key", method: http.MethodGet, path: "/catering/registrations/" + knownID, header: []string{"Authorization", "Bearer " + keyBooking}, want: http.StatusOK},
 			register("Basic", http.StatusUnauthorized, "Authorization", "Basic cmFpbGNvOnNlY3JldA=="),
 			register("malformed", http.StatusUnauthorized, "Authorization", "Bearer"),
 			register("unknown key", http.StatusUnauthorized, "Authorization", "Bearer wrong-key-0123456789abcdef"),
@@ -277,7 +283,7 @@ func TestOpenAPI_ServerAndDocumentAgree(t *testing.T) {
 
 	t.Run("connection limit", func(t *testing.T) {
 		topo := undeclared(t)
-		l := serveLive(t, attached(t, topo), topo, 1)
+		l := serveLive(t, attached(t, topo), topo, 1, httpapi.WithLookup(knownLookup()))
 		// One connection in the handler, reading a body that stops halfway,
 		// holds the only slot.
 		busy, err := net.DialTimeout("tcp", l.addr, deadline)
@@ -299,6 +305,7 @@ func TestOpenAPI_ServerAndDocumentAgree(t *testing.T) {
 			{method: http.MethodGet, path: "/readyz"},
 			{method: http.MethodGet, path: "/openapi.json"},
 			{method: http.MethodGet, path: "/nope"},
+			{method: http.MethodGet, path: "/catering/registrations/" + knownID},
 		} {
 			c.name, c.want = "over the connection limit", http.StatusServiceUnavailable
 			if _, body := l.exchange(t, spec, c); !strings.Contains(string(body), "too many connections") {
@@ -325,4 +332,29 @@ func TestOpenAPI_ServerAndDocumentAgree(t *testing.T) {
 		}
 		t.Logf("%d answers, each documented and produced:\n%s", len(seen), strings.Join(lines, "\n"))
 	}
+}
+
+// knownID is the one registration knownLookup knows.
+const knownID = "0193a6c4-8f5e-7b21-9d3e-2f4c5b6a7d8e"
+
+// staticLookup is an index of fixed registrations.
+type staticLookup map[string]events.Registration
+
+func (l staticLookup) Registration(id string) (events.Registration, bool, error) {
+	r, ok := l[id]
+	return r, ok, nil
+}
+
+// knownLookup knows knownID: accepted, failed once, delivered.
+func knownLookup() staticLookup {
+	at := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	acc := at
+	evs := []events.Event{
+		{V: 1, Type: events.TypeAccepted, ID: knownID, At: at, Source: "ingress", AcceptedAt: &acc, Client: "booking"},
+		{V: 1, Type: events.TypeAttempt, ID: knownID, At: at.Add(time.Second), Attempt: 1, DurationMS: events.Ms(40 * time.Millisecond), Error: "backend answered 503", Status: 503, Outcome: "retry", AcceptedAt: &acc},
+		{V: 1, Type: events.TypeRetryScheduled, ID: knownID, At: at.Add(time.Second), Attempt: 1, Tier: "catering.registrations.retry.1s", Due: events.TimePtr(at.Add(2 * time.Second)), AcceptedAt: &acc},
+		{V: 1, Type: events.TypeAttempt, ID: knownID, At: at.Add(2 * time.Second), Attempt: 2, DurationMS: events.Ms(30 * time.Millisecond), Status: 200, Outcome: "delivered", AcceptedAt: &acc},
+		{V: 1, Type: events.TypeDelivered, ID: knownID, At: at.Add(2 * time.Second), Attempt: 2, AcceptedAt: &acc},
+	}
+	return staticLookup{knownID: events.Fold(evs)}
 }

@@ -58,6 +58,18 @@ func (e *rateLimitedError) Error() string {
 	return "rate limit exceeded, retry in " + e.retryIn.String()
 }
 
+// unknownRegistrationError: no event of this id is in the index (never
+// accepted, or older than the event stream's retention).
+type unknownRegistrationError struct{ id string }
+
+func (e *unknownRegistrationError) Error() string { return "no registration " + e.id + " known" }
+
+// lookupError: the index could not be read.
+type lookupError struct{ err error }
+
+func (e *lookupError) Error() string { return "look up registration: " + e.err.Error() }
+func (e *lookupError) Unwrap() error { return e.err }
+
 // errorBody is every error response.
 type errorBody struct {
 	Error  string            `json:"error"`
@@ -85,6 +97,8 @@ const (
 	outcomeNotReady   = "not_ready"
 	outcomeHealthy    = "ok"
 	outcomeDocument   = "openapi" // GET /openapi.json
+	outcomeFound      = "found"   // GET /catering/registrations/{id}
+	outcomeUnknown    = "unknown_registration"
 )
 
 // Error messages that do not come from the error itself: a client learns
@@ -129,6 +143,8 @@ func (s *Server) classify(err error) errorResponse {
 		notStored     *notStoredError
 		authErr       *authError
 		limited       *rateLimitedError
+		unknown       *unknownRegistrationError
+		lookupErr     *lookupError
 		httpErr       *echo.HTTPError
 	)
 	switch {
@@ -146,6 +162,10 @@ func (s *Server) classify(err error) errorResponse {
 	case errors.As(err, &limited):
 		return errorResponse{status: http.StatusTooManyRequests, body: errorBody{Error: messageLimited}, outcome: outcomeLimited,
 			retryAfter: retryAfterSeconds(limited.retryIn)}
+	case errors.As(err, &unknown):
+		return errorResponse{status: http.StatusNotFound, body: errorBody{Error: "registration not found (unknown id, or older than the event retention)"}, outcome: outcomeUnknown}
+	case errors.As(err, &lookupErr):
+		return errorResponse{status: http.StatusServiceUnavailable, body: errorBody{Error: "registration index unavailable, retry later"}, outcome: outcomeInternal, retryAfter: s.retryAfter}
 	case errors.As(err, &syntaxErr):
 		return errorResponse{status: http.StatusBadRequest, body: errorBody{Error: syntaxErr.Error()}, outcome: outcomeMalformed}
 	case errors.As(err, &validationErr):

@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/railco/relay/pkg/envelope"
+	"github.com/railco/relay/pkg/events"
 
 	"github.com/railco/relay/services/ingress/internal/registration"
 )
@@ -70,6 +71,7 @@ func (s *Server) register(c echo.Context) error {
 		return &notStoredError{err: err}
 	}
 	s.obs.Confirmed(time.Since(start))
+	s.emitAccepted(id, start, info.client)
 	info.outcome = outcomeAccepted
 	return c.JSONBlob(http.StatusAccepted, acceptedJSON(id))
 }
@@ -181,4 +183,58 @@ func idempotencyKey(h http.Header) (string, error) {
 		}
 	}
 	return key, nil
+}
+
+// emitAccepted publishes the registration's accepted event without making
+// the 202 wait for it. The registration itself is durable once confirmed,
+// and it carries its accepted time (x-relay-accepted-at) to every event the
+// forwarder publishes; so an accepted event lost with a crashing ingress
+// costs the history only the client's name, never the status. Waiting for
+// its confirm before answering would add a second confirm round trip to
+// every registration; publishing it before the registration's confirm could
+// record a registration the broker then refused (queue full).
+func (s *Server) emitAccepted(id string, at time.Time, client string) {
+	if !s.events.On() {
+		return
+	}
+	s.inflight.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.publishTimeout)
+		defer cancel()
+		ev := events.Event{Type: events.TypeAccepted, ID: id, At: at, AcceptedAt: events.TimePtr(at), Client: client}
+		if err := s.events.Emit(ctx, ev); err != nil {
+			s.log.Warn("accepted event not stored (the status stays right; the history lacks the client's name)", "id", id, "err", err)
+		}
+	})
+}
+
+// pathRegistration is where one registration's status is read.
+const pathRegistration = "/catering/registrations/:id"
+
+// Lookup reads the registration index. Implementations are safe for
+// concurrent use.
+type Lookup interface {
+	// Registration returns what the event stream says of id; ok is false
+	// when it says nothing.
+	Registration(id string) (r events.Registration, ok bool, err error)
+}
+
+// WithLookup serves GET /catering/registrations/{id} from l, with the same
+// authentication as the POST.
+func WithLookup(l Lookup) Option { return func(s *Server) { s.lookup = l } }
+
+// registrationStatus answers GET /catering/registrations/{id}: the status
+// and history of one registration, 404 when the index knows nothing of it.
+func (s *Server) registrationStatus(c echo.Context) error {
+	id := c.Param("id")
+	info := infoOf(c)
+	info.id = id
+	r, ok, err := s.lookup.Registration(id)
+	if err != nil {
+		return &lookupError{err: err}
+	}
+	if !ok {
+		return &unknownRegistrationError{id: id}
+	}
+	info.outcome = outcomeFound
+	return c.JSON(http.StatusOK, r)
 }

@@ -10,12 +10,14 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/railco/relay/pkg/events"
 	"github.com/railco/relay/pkg/topology"
 
 	"github.com/railco/relay/services/ingress/internal/config"
@@ -107,6 +109,9 @@ func WithConnState(hook func(net.Conn, http.ConnState)) Option {
 // to (host:port; "" while it is not), as node() tells.
 func WithBrokerNode(node func() string) Option { return func(s *Server) { s.node = node } }
 
+// WithEvents has every stored registration's accepted event published by em.
+func WithEvents(em *events.Emitter) Option { return func(s *Server) { s.events = em } }
+
 // Limits of one request that are not configuration (the timeouts and the
 // body limit are).
 const (
@@ -143,6 +148,10 @@ type Server struct {
 	retryAfter           string // Retry-After value on 503, in seconds
 
 	draining atomic.Bool // set by Shutdown: /readyz says not ready
+
+	events   *events.Emitter // accepted events; nil: none
+	inflight sync.WaitGroup  // accepted events waiting for their confirm
+	lookup   Lookup          // GET /catering/registrations/{id}; nil: not served
 }
 
 // New returns a Server that publishes registrations to topo's exchange with
@@ -183,6 +192,9 @@ func New(cfg config.Config, pub Publisher, topo *topology.Topology, log *slog.Lo
 		guard = append(guard, s.limit(s.obs))
 	}
 	e.POST(pathRegister, s.register, guard...)
+	if s.lookup != nil {
+		e.GET(pathRegistration, s.registrationStatus, guard[0])
+	}
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 	e.GET(pathOpenAPI, s.openapi)
@@ -198,7 +210,11 @@ func (s *Server) Serve(ln net.Listener) error { return s.echo.Server.Serve(ln) }
 
 // Shutdown marks the server not ready, stops accepting connections and waits
 // until every in-flight request has been answered, or ctx ends.
+// Accepted events still on their way are waited for too (each is bounded by
+// PUBLISH_TIMEOUT).
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
-	return s.echo.Shutdown(ctx)
+	err := s.echo.Shutdown(ctx)
+	s.inflight.Wait()
+	return err
 }

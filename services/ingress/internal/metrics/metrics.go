@@ -32,6 +32,14 @@ const (
 	RateLimited     = "relay_ingress_rate_limited_total"
 	APIClients      = "relay_ingress_api_clients"
 	APIKeyReloads   = "relay_ingress_api_key_reloads_total"
+	// DeliveryLatency is the time from acceptance to delivery of each
+	// registration, observed as the index applies its delivered event;
+	// OldestWaiting is the age of the oldest registration waiting in each
+	// queue (main, retry tiers, dead), read from the index at each scrape.
+	// Every ingress replica computes both from the same stream: aggregate
+	// replicas with max, not sum.
+	DeliveryLatency = "relay_registration_delivery_latency_seconds"
+	OldestWaiting   = "relay_registration_oldest_waiting_seconds"
 	// BuildInfo has the same name in both services, told apart by its
 	// component label: relay_build_info{component, version, goversion} 1.
 	BuildInfo = "relay_build_info"
@@ -41,10 +49,10 @@ const (
 // queue collectors'): a test checks that the dashboard asks for no others.
 var Names = []string{Requests, RequestDuration, PublishConfirm, BrokerConnected, BrokerBlocked,
 	ConnectionsOpen, ConnectionsIdle, ConnectionsShed, ClientRequests, AuthFailures, RateLimited,
-	APIClients, APIKeyReloads, BuildInfo}
+	APIClients, APIKeyReloads, BuildInfo, DeliveryLatency, OldestWaiting}
 
 // Histograms lists the names in Names that are histograms.
-var Histograms = []string{RequestDuration, PublishConfirm}
+var Histograms = []string{RequestDuration, PublishConfirm, DeliveryLatency}
 
 // Version is the version relay_build_info reports, read by New. main's init
 // sets it from main.version, which make build and the Dockerfiles stamp with
@@ -72,6 +80,7 @@ type Metrics struct {
 	apiClients      prometheus.Gauge
 	reloadOK        prometheus.Counter
 	reloadFailed    prometheus.Counter
+	events          *EventMetrics
 
 	// The series every accepted registration counts in, resolved once:
 	// WithLabelValues hashes and validates its labels on every call.
@@ -151,6 +160,7 @@ func New(blocked func() bool, extra ...prometheus.Collector) *Metrics {
 		Help: "Reloads of INGRESS_API_KEYS_FILE (on SIGHUP or a change), by result: success, or failure (the previous keys stay in use).",
 	}, []string{"result"})
 	m.reloadOK, m.reloadFailed = reloads.WithLabelValues("success"), reloads.WithLabelValues("failure")
+	m.events = newEventMetrics()
 	// The answers that matter most exist from the start, so rate() sees a 0
 	// rather than no data.
 	m.accepted = m.requests.WithLabelValues("202", "accepted")
@@ -165,7 +175,7 @@ func New(blocked func() bool, extra ...prometheus.Collector) *Metrics {
 		ConstLabels: prometheus.Labels{"component": "ingress", "version": Version, "goversion": runtime.Version()},
 	})
 	buildInfo.Set(1)
-	m.reg.MustRegister(buildInfo, m.requests, m.duration, m.confirm, m.brokerConnected, blockedGauge, m.connsOpen, m.connsIdle, shed,
+	m.reg.MustRegister(m.events.latency, m.events, buildInfo, m.requests, m.duration, m.confirm, m.brokerConnected, blockedGauge, m.connsOpen, m.connsIdle, shed,
 		m.clientRequests, m.authFailures, m.rateLimited, m.apiClients, reloads)
 	m.reg.MustRegister(extra...)
 	return m
@@ -277,3 +287,58 @@ func (m *Metrics) ConnectionRefused() { m.refused.Inc() }
 
 // ConnectionReclaimed implements connlimit.Observer.
 func (m *Metrics) ConnectionReclaimed() { m.reclaimed.Inc() }
+
+// deliveryBuckets span a delivery at once (milliseconds) to one after
+// retries and an outage (hours).
+var deliveryBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600}
+
+// Events has oldest read at each scrape for
+// relay_registration_oldest_waiting_seconds, and returns the index's
+// Observer, which feeds relay_registration_delivery_latency_seconds. Without
+// it (EVENTS=off) neither has a sample.
+func (m *Metrics) Events(oldest func() (map[string]time.Time, error)) *EventMetrics {
+	m.events.oldest.Store(&oldest)
+	return m.events
+}
+
+// EventMetrics is the index.Observer, and collects the oldest-waiting gauge.
+type EventMetrics struct {
+	latency prometheus.Histogram
+	oldest  atomic.Pointer[func() (map[string]time.Time, error)]
+	desc    *prometheus.Desc
+}
+
+func newEventMetrics() *EventMetrics {
+	return &EventMetrics{
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    DeliveryLatency,
+			Help:    "Time from a registration's acceptance to its delivery, from the event stream.",
+			Buckets: deliveryBuckets,
+		}),
+		desc: prometheus.NewDesc(OldestWaiting,
+			"Age of the oldest registration waiting in each queue (main, retry tiers, dead), from the event stream.", []string{"queue"}, nil),
+	}
+}
+
+// Delivered implements index.Observer.
+func (e *EventMetrics) Delivered(latency time.Duration) { e.latency.Observe(max(latency, 0).Seconds()) }
+
+// Describe implements prometheus.Collector.
+func (e *EventMetrics) Describe(ch chan<- *prometheus.Desc) { ch <- e.desc }
+
+// Collect implements prometheus.Collector: nothing until Events was called.
+func (e *EventMetrics) Collect(ch chan<- prometheus.Metric) {
+	f := e.oldest.Load()
+	if f == nil {
+		return
+	}
+	oldest, err := (*f)()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(e.desc, err)
+		return
+	}
+	now := time.Now()
+	for q, since := range oldest {
+		ch <- prometheus.MustNewConstMetric(e.desc, prometheus.GaugeValue, max(now.Sub(since), 0).Seconds(), q)
+	}
+}

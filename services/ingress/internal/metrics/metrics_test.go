@@ -31,7 +31,10 @@ func own(names []string) []string {
 
 func TestNew_ExportsExactlyNames(t *testing.T) {
 	m := metrics.New(func() bool { return false })
-	m.Clients("anonymous") // run does so: the per-client series exist from the start
+	m.Clients("anonymous")                          // run does so: the per-client series exist from the start
+	m.Events(func() (map[string]time.Time, error) { // run does so with EVENTS=on
+		return map[string]time.Time{"catering.registrations": time.Now()}, nil
+	})
 	got := own(metricstest.Gathered(t, m.Gatherer()))
 	want := slices.Sorted(slices.Values(metrics.Names))
 	if !slices.Equal(got, want) {

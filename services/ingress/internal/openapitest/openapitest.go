@@ -269,10 +269,11 @@ func (c *Checker) Check(t testing.TB, req *http.Request, res *http.Response) {
 	}
 	res.Body = io.NopCloser(bytes.NewReader(body))
 
-	key := Key{req.Method, req.URL.Path, res.StatusCode}
+	path := c.template(req.URL.Path)
+	key := Key{req.Method, path, res.StatusCode}
 	v := c.routed
 	vreq := req
-	if !c.isOperation(req.Method, req.URL.Path) {
+	if !c.isOperation(req.Method, path) {
 		key = Key{"", Unrouted, res.StatusCode}
 		v = c.unrouted
 		vreq = req.Clone(req.Context())
@@ -313,8 +314,35 @@ func (c *Checker) CheckRequest(t testing.TB, req *http.Request, body []byte) {
 	}
 }
 
+// template returns the document's path that path matches: path itself, or a
+// templated one ("/catering/registrations/{id}") whose other segments are
+// equal; path when none matches.
+func (c *Checker) template(path string) string {
+	if _, ok := c.model.Paths.PathItems.Get(path); ok {
+		return path
+	}
+	segs := strings.Split(path, "/")
+	for p := c.model.Paths.PathItems.First(); p != nil; p = p.Next() {
+		tpl := strings.Split(p.Key(), "/")
+		if len(tpl) != len(segs) || !strings.Contains(p.Key(), "{") {
+			continue
+		}
+		match := true
+		for i, s := range tpl {
+			if !(strings.HasPrefix(s, "{") && strings.HasSuffix(s, "}") && segs[i] != "") && s != segs[i] {
+				match = false
+				break
+			}
+		}
+		if match {
+			return p.Key()
+		}
+	}
+	return path
+}
+
 // isOperation reports whether the document has an operation for method on
-// path (its paths have no templates).
+// path, one of its paths (see template).
 func (c *Checker) isOperation(method, path string) bool {
 	item, ok := c.model.Paths.PathItems.Get(path)
 	if !ok {

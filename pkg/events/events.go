@@ -1,0 +1,282 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Version is the schema version this package writes (Event.V).
+const Version = 1
+
+// Event types.
+const (
+	TypeAccepted       = "accepted"        // the ingress stored the registration (confirmed)
+	TypeAttempt        = "attempt"         // the forwarder made a counted delivery attempt
+	TypeRetryScheduled = "retry_scheduled" // it waits in a retry tier
+	TypeHeld           = "held"            // the breaker holds it: the backend is down, attempts are not counted
+	TypeDelivered      = "delivered"       // the backend took it (a complete 2xx)
+	TypeDeadLettered   = "dead_lettered"   // moved to the dead-letter queue
+	TypeRedriven       = "redriven"        // sent back from the dead-letter queue to the main queue
+	TypePurged         = "purged"          // deleted from the dead-letter queue for good
+)
+
+// HeaderVersion carries Event.V in the AMQP headers, so a consumer can skip
+// versions it does not know without parsing the body.
+const HeaderVersion = "x-relay-event-version"
+
+// Event is one step of a registration's life. Fields beyond V, Type, ID and
+// At are set where they apply (see the README's event table).
+type Event struct {
+	V      int       `json:"v"`
+	Type   string    `json:"type"`
+	ID     string    `json:"id"` // the registration's id (its AMQP message id)
+	At     time.Time `json:"at"`
+	Source string    `json:"source,omitempty"` // ingress, forwarder, relayctl
+
+	AcceptedAt *time.Time `json:"accepted_at,omitempty"` // when the ingress stored it; on every forwarder event
+	Client     string     `json:"client,omitempty"`      // accepted: the API key's client
+
+	// Redrive is the redrive generation: 0 until the first redrive, n after
+	// the nth. Attempt numbers start at 1 again in each generation.
+	Redrive     int    `json:"redrive,omitempty"`
+	Attempt     int    `json:"attempt,omitempty"`     // attempt, retry_scheduled, held, delivered, dead_lettered
+	DurationMS  *int64 `json:"duration_ms,omitempty"` // attempt: the HTTP exchange
+	Status      int    `json:"status,omitempty"`      // attempt: HTTP status, absent when none arrived
+	Error       string `json:"error,omitempty"`       // attempt, held: what went wrong
+	Outcome     string `json:"outcome,omitempty"`     // attempt: delivered, retry, dead-lettered
+	Redelivered bool   `json:"redelivered,omitempty"` // attempt: the broker redelivered the message (a consumer died before settling it)
+
+	Tier   string     `json:"tier,omitempty"`   // retry_scheduled: the retry queue
+	Due    *time.Time `json:"due,omitempty"`    // retry_scheduled: when it comes back
+	Reason string     `json:"reason,omitempty"` // dead_lettered: envelope.Reason*; purged, redriven: by whom/why
+}
+
+// ContentType of an event message.
+const ContentType = "application/json"
+
+// MessageType is the AMQP type property of an event message.
+const MessageType = "relay.events"
+
+// Message returns the AMQP message that carries evs (one or more events,
+// of any registrations): its body is the JSON array of the events. Batching
+// events into few messages is what keeps their cost low: the broker's
+// work is mostly per message.
+func Message(evs []Event) amqp.Publishing {
+	for i := range evs {
+		if evs[i].V == 0 {
+			evs[i].V = Version
+		}
+	}
+	body, _ := json.Marshal(evs) // no field can fail to marshal
+	id := ""
+	if len(evs) > 0 {
+		id = evs[0].ID + "/" + evs[0].Type + "/" + strconv.Itoa(len(evs))
+	}
+	return amqp.Publishing{
+		MessageId:    id,
+		ContentType:  ContentType,
+		DeliveryMode: amqp.Persistent,
+		Timestamp:    time.Now().UTC().Truncate(time.Second),
+		Type:         MessageType,
+		AppId:        "relay",
+		Headers:      amqp.Table{HeaderVersion: int32(Version), HeaderCount: int32(len(evs))},
+		Body:         body,
+	}
+}
+
+// HeaderCount carries the number of events in a message.
+const HeaderCount = "x-relay-event-count"
+
+// ParseMessage reads an event message's body: a JSON array of events. It
+// fails for a version it does not know, or an event without id or type.
+func ParseMessage(body []byte) ([]Event, error) {
+	var evs []Event
+	if err := json.Unmarshal(body, &evs); err != nil {
+		return nil, fmt.Errorf("parse events: %w", err)
+	}
+	for _, e := range evs {
+		if e.V != Version {
+			return nil, fmt.Errorf("event version %d: this relay reads version %d", e.V, Version)
+		}
+		if e.ID == "" || e.Type == "" {
+			return nil, errors.New("event without id or type")
+		}
+	}
+	return evs, nil
+}
+
+// Parse reads one event's JSON (as stored by the index).
+func Parse(b []byte) (Event, error) {
+	var e Event
+	if err := json.Unmarshal(b, &e); err != nil {
+		return e, fmt.Errorf("parse event: %w", err)
+	}
+	return e, nil
+}
+
+// Publisher stores a message and returns nil only once the broker confirmed
+// it; *broker.Publisher is one.
+type Publisher interface {
+	Publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error
+}
+
+// Emitter publishes events to the stream with confirms, batching the events
+// of concurrent callers into few messages. The zero Emitter (or one with no
+// stream: EVENTS=off) publishes nothing and reports success. It is safe for
+// concurrent use, and starts no goroutine of its own: a caller whose events
+// find fewer than maxFlushers publishes under way publishes them, with
+// everything else waiting, and goes on while it is the last one publishing
+// and more wait.
+type Emitter struct {
+	pub     Publisher
+	stream  string
+	source  string
+	timeout time.Duration
+	linger  time.Duration
+
+	mu       sync.Mutex
+	pending  []*waiter
+	flushing int
+}
+
+type waiter struct {
+	evs  []Event
+	done chan error
+}
+
+// Batching: confirms of up to maxFlushers messages are pipelined, each of
+// up to maxBatch events (~300 bytes each). A flusher gathers events for
+// a linger (DefaultLinger, or SetLinger) before it publishes: the broker's work is per message, so a
+// message of 20 events costs it about what one of one does; nobody waits
+// on the linger but the events' confirm (the ingress answers before it, the
+// forwarder's workers go on with their next delivery).
+const (
+	maxFlushers = 2
+	maxBatch    = 256
+	// DefaultLinger suits a publisher nobody waits on (the ingress's
+	// accepted events); the forwarder, whose acks wait on their events'
+	// confirms and so hold prefetch slots, lingers less.
+	DefaultLinger = 5 * time.Millisecond
+)
+
+// NewEmitter returns an Emitter publishing to stream (through the default
+// exchange) as source, each message waiting at most timeout for its
+// confirm; stream "" turns it off.
+func NewEmitter(pub Publisher, stream, source string, timeout time.Duration) *Emitter {
+	return &Emitter{pub: pub, stream: stream, source: source, timeout: timeout, linger: DefaultLinger}
+}
+
+// SetLinger sets how long a flusher gathers events before it publishes
+// them; call it before the first Emit. It returns e.
+func (e *Emitter) SetLinger(d time.Duration) *Emitter {
+	if e != nil {
+		e.linger = d
+	}
+	return e
+}
+
+// On reports whether events are published.
+func (e *Emitter) On() bool { return e != nil && e.stream != "" && e.pub != nil }
+
+// Emit publishes ev and waits for its confirm, or ctx.
+func (e *Emitter) Emit(ctx context.Context, ev Event) error { return e.EmitAll(ctx, ev) }
+
+// EmitAll publishes evs (in one message, possibly with other callers'
+// events) and waits for the confirm, or ctx: the error is nil only when
+// the broker stored all of them. It sets V, Source and, when zero, At.
+func (e *Emitter) EmitAll(ctx context.Context, evs ...Event) error {
+	if !e.On() || len(evs) == 0 {
+		return nil
+	}
+	now := time.Now().UTC()
+	stamped := make([]Event, len(evs))
+	for i, ev := range evs {
+		ev.V = Version
+		if ev.Source == "" {
+			ev.Source = e.source
+		}
+		if ev.At.IsZero() {
+			ev.At = now
+		}
+		ev.At = ev.At.UTC()
+		stamped[i] = ev
+	}
+	w := &waiter{evs: stamped, done: make(chan error, 1)}
+	e.mu.Lock()
+	e.pending = append(e.pending, w)
+	lead := e.flushing < maxFlushers
+	if lead {
+		e.flushing++
+	}
+	e.mu.Unlock()
+	if lead {
+		e.flush()
+	}
+	select {
+	case err := <-w.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("publish events: %w", ctx.Err())
+	}
+}
+
+// flush publishes pending events, a batch at a time, until none wait or
+// another flusher remains to publish them.
+func (e *Emitter) flush() {
+	if e.linger > 0 {
+		time.Sleep(e.linger) // gather: see DefaultLinger
+	}
+	e.mu.Lock()
+	for len(e.pending) > 0 {
+		var batch []*waiter
+		n := 0
+		for len(e.pending) > 0 && (n == 0 || n+len(e.pending[0].evs) <= maxBatch) {
+			n += len(e.pending[0].evs)
+			batch = append(batch, e.pending[0])
+			e.pending[0] = nil
+			e.pending = e.pending[1:]
+		}
+		e.mu.Unlock()
+		evs := make([]Event, 0, n)
+		for _, w := range batch {
+			evs = append(evs, w.evs...)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
+		err := e.pub.Publish(ctx, "", e.stream, Message(evs))
+		cancel()
+		if err != nil {
+			err = fmt.Errorf("publish %d events: %w", len(evs), err)
+		}
+		for _, w := range batch {
+			w.done <- err
+		}
+		e.mu.Lock()
+		if e.flushing > 1 {
+			break // another flusher is under way: it takes what waits
+		}
+	}
+	e.flushing--
+	e.mu.Unlock()
+}
+
+// Ms returns d in whole milliseconds, for DurationMS.
+func Ms(d time.Duration) *int64 {
+	ms := d.Milliseconds()
+	return &ms
+}
+
+// TimePtr returns &t, or nil for the zero time.
+func TimePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}

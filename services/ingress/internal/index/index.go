@@ -1,0 +1,539 @@
+// Package index answers "where is my registration?" on the ingress: an
+// embedded store (bbolt, one file per replica) of every registration's
+// events, built from the event stream and kept up to date by consuming it.
+//
+// The stream is the source of truth. The index stores, in one transaction,
+// a batch of events and the stream offset of the last one; after a restart
+// it consumes from the next offset, so every event is applied exactly once
+// to it. A lost or deleted index file is rebuilt from the stream (within its
+// retention). A lookup is one B+tree read and a fold of the registration's
+// few events: no scan, whatever the number of registrations.
+package index
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/railco/relay/pkg/events"
+)
+
+var (
+	// bucketEvents holds every event, under its registration's id, a 0 byte
+	// and its stream offset (big-endian): a registration's events are one
+	// range, and adding one writes a small new key instead of rewriting a
+	// growing value.
+	bucketEvents = []byte("events")
+	// bucketState holds each registration's state (JSON): what the next
+	// event changes.
+	bucketState = []byte("state")
+	bucketMeta  = []byte("meta") // keyOffset → last applied stream offset
+	// bucketWait holds one key per registration that waits somewhere:
+	// queue, 0, since (big-endian Unix nanoseconds), id. Keys sort by queue
+	// then age, so the oldest of each queue is one seek away.
+	bucketWait = []byte("waiting")
+	keyOffset  = []byte("offset")
+)
+
+// Observer is told about registrations as the index learns of them, for
+// metrics. It is called from the consuming goroutine and must not block.
+type Observer interface {
+	// Delivered reports a registration newly delivered, with the time from
+	// its acceptance to its delivery.
+	Delivered(latency time.Duration)
+}
+
+// Queues names where a waiting registration waits, for Oldest.
+type Queues struct {
+	Main string // accepted, held, or redriven and not yet attempted
+	Dead string // dead-lettered
+	// Retry tiers are named by the retry_scheduled events themselves.
+}
+
+// Index is the store. Lookups are safe for concurrent use with each other
+// and with the consumer.
+type Index struct {
+	db     *bolt.DB
+	obs    Observer
+	queues Queues
+}
+
+// Open opens (or creates) the index file at path. Only one process may
+// hold it: a second one fails after openTimeout. obs may be nil.
+func Open(path string, queues Queues, obs Observer) (*Index, error) {
+	// NoSync: the index is a copy of the stream, so a write need not wait
+	// for the disk. A process crash loses nothing (the kernel has the
+	// pages); a machine crash may leave the file damaged, and a damaged
+	// file is deleted and rebuilt from the stream.
+	opts := &bolt.Options{Timeout: openTimeout, NoFreelistSync: true, NoSync: true}
+	db, err := bolt.Open(path, 0o600, opts)
+	if err != nil && !errors.Is(err, bolt.ErrTimeout) && !errors.Is(err, os.ErrPermission) {
+		if rmErr := os.Remove(path); rmErr == nil {
+			db, err = bolt.Open(path, 0o600, opts) // rebuilt from the stream
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open index %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketEvents, bucketState} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.CreateBucketIfNotExists(bucketWait); err != nil {
+			return err
+		}
+		_, err := tx.CreateBucketIfNotExists(bucketMeta)
+		return err
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("create index buckets: %w", err)
+	}
+	return &Index{db: db, obs: obs, queues: queues}, nil
+}
+
+// openTimeout is how long Open waits for another process's lock on the file.
+const openTimeout = 2 * time.Second
+
+// Close closes the file.
+func (x *Index) Close() error { return x.db.Close() }
+
+// Registration returns what the index holds of id.
+func (x *Index) Registration(id string) (events.Registration, bool, error) {
+	var evs []events.Event
+	err := x.db.View(func(tx *bolt.Tx) error {
+		var err error
+		evs, err = eventsOf(tx.Bucket(bucketEvents), id)
+		return err
+	})
+	if err != nil || len(evs) == 0 {
+		return events.Registration{}, false, err
+	}
+	return events.Fold(evs), true, nil
+}
+
+// eventsOf reads id's events from b, in stream order.
+func eventsOf(b *bolt.Bucket, id string) ([]events.Event, error) {
+	prefix := append([]byte(id), 0)
+	var evs []events.Event
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if len(k) != len(prefix)+10 {
+			continue // another id that starts with this one and a 0 byte
+		}
+		e, err := events.Parse(v)
+		if err != nil {
+			return nil, err
+		}
+		evs = append(evs, e)
+	}
+	return evs, nil
+}
+
+// eventKey is the key of the i-th event of the message at offset.
+func eventKey(id string, offset int64, i int) []byte {
+	k := make([]byte, 0, len(id)+11)
+	k = append(append(k, id...), 0)
+	k = binary.BigEndian.AppendUint64(k, uint64(offset))
+	return binary.BigEndian.AppendUint16(k, uint16(i))
+}
+
+// Offset returns the stream offset of the last event applied; ok is false
+// for an empty index.
+func (x *Index) Offset() (offset int64, ok bool, err error) {
+	err = x.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get(keyOffset)
+		if len(v) == 8 {
+			offset, ok = int64(binary.BigEndian.Uint64(v)), true
+		}
+		return nil
+	})
+	return offset, ok, err
+}
+
+// Record is one message as read from the stream: its body (events) and
+// offset.
+type Record struct {
+	Offset int64
+	Body   []byte
+}
+
+// state is what the index keeps of a registration besides its events:
+// enough to tell, as each event comes, its status and where it waits,
+// without reading its other events.
+type state struct {
+	Status     string `json:"s,omitempty"`
+	Type       string `json:"t,omitempty"` // the status-bearing event ranked highest so far
+	Redrive    int    `json:"r,omitempty"`
+	Attempt    int    `json:"a,omitempty"`
+	At         int64  `json:"at,omitempty"`  // its time, Unix ns
+	Tier       string `json:"q,omitempty"`   // its retry tier
+	AcceptedAt int64  `json:"acc,omitempty"` // Unix ns
+	RedrivenAt int64  `json:"rd,omitempty"`  // the latest redrive, Unix ns
+	Wait       []byte `json:"w,omitempty"`   // its bucketWait key
+	Delivered  bool   `json:"d,omitempty"`   // delivery latency observed
+}
+
+// parseRaw reads a message's events: each one's bytes, and what apply needs
+// of it (the fields not needed are not decoded: this is the index's hot
+// path).
+func parseRaw(body []byte) ([]json.RawMessage, []events.Event, error) {
+	var raws []json.RawMessage
+	if err := json.Unmarshal(body, &raws); err != nil {
+		return nil, nil, err
+	}
+	evs := make([]events.Event, len(raws))
+	for i, raw := range raws {
+		var e struct {
+			V          int        `json:"v"`
+			Type       string     `json:"type"`
+			ID         string     `json:"id"`
+			At         time.Time  `json:"at"`
+			AcceptedAt *time.Time `json:"accepted_at"`
+			Redrive    int        `json:"redrive"`
+			Attempt    int        `json:"attempt"`
+			Outcome    string     `json:"outcome"`
+			Tier       string     `json:"tier"`
+		}
+		if err := json.Unmarshal(raw, &e); err != nil {
+			return nil, nil, err
+		}
+		if e.V != events.Version || e.ID == "" || e.Type == "" {
+			return nil, nil, fmt.Errorf("event of version %d, id %q, type %q", e.V, e.ID, e.Type)
+		}
+		evs[i] = events.Event{V: e.V, Type: e.Type, ID: e.ID, At: e.At, AcceptedAt: e.AcceptedAt, Redrive: e.Redrive, Attempt: e.Attempt, Outcome: e.Outcome, Tier: e.Tier}
+	}
+	return raws, evs, nil
+}
+
+// encode returns st in the index's binary form: fixed fields, then the
+// strings, each after its length.
+func (st *state) encode() []byte {
+	b := make([]byte, 0, 64+len(st.Status)+len(st.Type)+len(st.Tier)+len(st.Wait))
+	b = binary.AppendUvarint(b, uint64(st.Redrive))
+	b = binary.AppendUvarint(b, uint64(st.Attempt))
+	b = binary.AppendVarint(b, st.At)
+	b = binary.AppendVarint(b, st.AcceptedAt)
+	b = binary.AppendVarint(b, st.RedrivenAt)
+	d := byte(0)
+	if st.Delivered {
+		d = 1
+	}
+	b = append(b, d)
+	for _, s := range [][]byte{[]byte(st.Status), []byte(st.Type), []byte(st.Tier), st.Wait} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	return b
+}
+
+var errBadState = errors.New("malformed state")
+
+// decode reads what encode wrote.
+func (st *state) decode(b []byte) error {
+	u := func() int64 {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			b = nil
+			return 0
+		}
+		b = b[n:]
+		return int64(v)
+	}
+	v := func() int64 {
+		x, n := binary.Varint(b)
+		if n <= 0 {
+			b = nil
+			return 0
+		}
+		b = b[n:]
+		return x
+	}
+	st.Redrive, st.Attempt = int(u()), int(u())
+	st.At, st.AcceptedAt, st.RedrivenAt = v(), v(), v()
+	if len(b) == 0 {
+		return errBadState
+	}
+	st.Delivered, b = b[0] == 1, b[1:]
+	str := func() []byte {
+		n := int(u())
+		if n > len(b) {
+			b = nil
+			return nil
+		}
+		s := b[:n]
+		b = b[n:]
+		return s
+	}
+	st.Status, st.Type, st.Tier = string(str()), string(str()), string(str())
+	if w := str(); len(w) > 0 {
+		st.Wait = bytes.Clone(w)
+	} else {
+		st.Wait = nil
+	}
+	if b == nil {
+		return errBadState
+	}
+	return nil
+}
+
+// apply advances st by e; it reports a newly delivered registration's
+// latency.
+func (x *Index) apply(st *state, e events.Event) (latency time.Duration, delivered bool) {
+	if e.AcceptedAt != nil && (st.AcceptedAt == 0 || e.AcceptedAt.UnixNano() < st.AcceptedAt) {
+		st.AcceptedAt = e.AcceptedAt.UnixNano()
+	}
+	if e.Type == events.TypeAccepted && (st.AcceptedAt == 0 || e.At.UnixNano() < st.AcceptedAt) {
+		st.AcceptedAt = e.At.UnixNano()
+	}
+	if e.Type == events.TypeRedriven && e.At.UnixNano() > st.RedrivenAt {
+		st.RedrivenAt = e.At.UnixNano()
+	}
+	last := events.Event{Type: st.Type, Redrive: st.Redrive, Attempt: st.Attempt}
+	if s := events.StatusOf(e); s != "" && (st.Type == "" || events.Rank(e, last) >= 0) {
+		st.Status, st.Type, st.Redrive, st.Attempt, st.At, st.Tier = s, e.Type, e.Redrive, e.Attempt, e.At.UnixNano(), e.Tier
+	}
+	if st.Status == "" {
+		st.Status = events.StatusAccepted // as Fold: a last attempt whose outcome's event is on its way
+	}
+	st.Wait = x.waitKey(e.ID, st)
+	if st.Status == events.StatusDelivered && !st.Delivered {
+		st.Delivered = true
+		if st.AcceptedAt != 0 {
+			return time.Duration(st.At - st.AcceptedAt), true
+		}
+	}
+	return 0, false
+}
+
+// Apply stores a batch of messages' events and the offset of the last
+// message, in one transaction. A message that does not hold events of a
+// known version is skipped (and counted in skipped): another producer's,
+// or a newer schema.
+func (x *Index) Apply(batch []Record) (skipped int, err error) {
+	if len(batch) == 0 {
+		return 0, nil
+	}
+	var delivered []time.Duration
+	err = x.db.Update(func(tx *bolt.Tx) error {
+		evb, stb, wait := tx.Bucket(bucketEvents), tx.Bucket(bucketState), tx.Bucket(bucketWait)
+		// Ids are mostly time-ordered (UUIDv7): fuller pages than the
+		// default half, for appends.
+		evb.FillPercent, stb.FillPercent = 0.9, 0.9
+		for _, r := range batch {
+			raws, evs, err := parseRaw(r.Body)
+			if err != nil {
+				skipped++
+				continue
+			}
+			for i, e := range evs {
+				// The event's own bytes: Registration parses them whole.
+				if err := evb.Put(eventKey(e.ID, r.Offset, i), raws[i]); err != nil {
+					return err
+				}
+				var st state
+				if old := stb.Get([]byte(e.ID)); old != nil {
+					if err := st.decode(old); err != nil {
+						return fmt.Errorf("state of %s: %w", e.ID, err)
+					}
+				}
+				prevWait := st.Wait
+				lat, ok := x.apply(&st, e)
+				if ok {
+					delivered = append(delivered, lat)
+				}
+				if !bytes.Equal(prevWait, st.Wait) {
+					if prevWait != nil {
+						if err := wait.Delete(prevWait); err != nil {
+							return err
+						}
+					}
+					if st.Wait != nil {
+						if err := wait.Put(st.Wait, nil); err != nil {
+							return err
+						}
+					}
+				}
+				if err := stb.Put([]byte(e.ID), st.encode()); err != nil {
+					return err
+				}
+			}
+		}
+		var off [8]byte
+		binary.BigEndian.PutUint64(off[:], uint64(batch[len(batch)-1].Offset))
+		return tx.Bucket(bucketMeta).Put(keyOffset, off[:])
+	})
+	if err != nil {
+		return 0, fmt.Errorf("apply %d messages: %w", len(batch), err)
+	}
+	if x.obs != nil {
+		for _, d := range delivered {
+			x.obs.Delivered(d)
+		}
+	}
+	return skipped, nil
+}
+
+// waitKey is the bucketWait key of registration id in state st, nil when
+// it waits nowhere (delivered, purged).
+func (x *Index) waitKey(id string, st *state) []byte {
+	var queue string
+	since := st.At
+	switch st.Status {
+	case events.StatusAccepted, events.StatusHeld:
+		// In the main queue since it was accepted, or since its last redrive.
+		queue = x.queues.Main
+		switch {
+		case st.RedrivenAt != 0:
+			since = st.RedrivenAt
+		case st.AcceptedAt != 0:
+			since = st.AcceptedAt
+		}
+	case events.StatusRetrying:
+		queue = st.Tier
+		if queue == "" {
+			queue = "retry" // its retry_scheduled event is still on its way
+		}
+	case events.StatusDead:
+		queue = x.queues.Dead
+	default:
+		return nil
+	}
+	k := make([]byte, 0, len(queue)+9+len(id))
+	k = append(append(k, queue...), 0)
+	k = binary.BigEndian.AppendUint64(k, uint64(since))
+	return append(k, id...)
+}
+
+// Oldest returns, for each queue where registrations wait, since when the
+// oldest of them waits there.
+func (x *Index) Oldest() (map[string]time.Time, error) {
+	out := map[string]time.Time{}
+	err := x.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketWait).Cursor()
+		for k, _ := c.First(); k != nil; {
+			i := bytes.IndexByte(k, 0)
+			if i < 0 || len(k) < i+9 {
+				k, _ = c.Next()
+				continue
+			}
+			queue := string(k[:i])
+			out[queue] = time.Unix(0, int64(binary.BigEndian.Uint64(k[i+1:i+9])))
+			k, _ = c.Seek(append([]byte(queue), 1)) // the next queue
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Consumer settings. A batch is applied when it is full or batchWait after
+// its first event, whichever comes first: a delivery shows in lookups well
+// within a second, and a flood of events costs one fsync per batch.
+const (
+	prefetch  = 2000
+	batchMax  = 1000
+	batchWait = 50 * time.Millisecond
+)
+
+// Consume applies the stream's events from the one after the last applied
+// (the first one kept, for an empty index) until ctx ends (nil) or the
+// channel is lost (an error). It is a broker.Session's body: give it a
+// connection of its own.
+func (x *Index) Consume(ctx context.Context, conn *amqp.Connection, stream string, log *slog.Logger) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open index channel: %w", err)
+	}
+	defer ch.Close()
+	// A stream consumer must set a prefetch, and ack: the ack is what lets
+	// the broker send more (nothing is removed from a stream).
+	if err := ch.Qos(prefetch, 0, false /* global */); err != nil {
+		return fmt.Errorf("set index prefetch: %w", err)
+	}
+	var from any = "first"
+	last, ok, err := x.Offset()
+	if err != nil {
+		return err
+	}
+	if ok {
+		from = last + 1
+	}
+	deliveries, err := ch.Consume(stream, "", false /* autoAck */, false /* exclusive */, false /* noLocal */, false, /* noWait */
+		amqp.Table{"x-stream-offset": from})
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", stream, err)
+	}
+	log.Info("index consuming the event stream", "stream", stream, "from", from)
+
+	var (
+		batch   []Record
+		lastTag uint64
+		timer   = time.NewTimer(time.Hour)
+	)
+	timer.Stop()
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		skipped, err := x.Apply(batch)
+		if err != nil {
+			return err
+		}
+		if skipped > 0 {
+			log.Warn("events skipped: not relay's, or of an unknown schema version", "count", skipped)
+		}
+		batch = batch[:0]
+		return ch.Ack(lastTag, true /* multiple */)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return flush()
+		case <-timer.C:
+			if err := flush(); err != nil {
+				return err
+			}
+		case d, ok := <-deliveries:
+			if !ok {
+				_ = flush() // what arrived is applied; acks no longer matter
+				return errors.New("event stream consumer closed")
+			}
+			off, ok := streamOffset(d.Headers)
+			if !ok {
+				return errors.New("event stream delivery without x-stream-offset")
+			}
+			if len(batch) == 0 {
+				timer.Reset(batchWait)
+			}
+			batch = append(batch, Record{Offset: off, Body: d.Body})
+			lastTag = d.DeliveryTag
+			if len(batch) >= batchMax {
+				timer.Stop()
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+func streamOffset(h amqp.Table) (int64, bool) {
+	switch v := h["x-stream-offset"].(type) {
+	case int64:
+		return v, true
+	case int32:
+		return int64(v), true
+	}
+	return 0, false
+}
