@@ -81,7 +81,7 @@ test-chaos: ## Chaos suite: real binaries against a private RabbitMQ node, fault
 # test itself compiles the services it runs from source (TestMain), so it
 # always runs the working tree.
 .PHONY: test-cluster
-test-cluster: build ## Cluster suite: real binaries against a private 3-node RabbitMQ cluster, nodes killed, restarted, hung (needs root; ~7 min)
+test-cluster: build ## Cluster suite: real binaries against a private 3-node RabbitMQ cluster, nodes killed, restarted, hung (needs root; ~6 min)
 	cd test/e2e && $(GO) test -tags cluster -run '^TestCluster' -count=1 -v -timeout 15m .
 
 .PHONY: test-unit

@@ -1,4 +1,4 @@
-//go:build chaos
+//go:build chaos || cluster
 
 package e2e
 
@@ -28,13 +28,15 @@ import (
 // privateBroker is a RabbitMQ node of the suite's own, on its own ports and
 // data directory, so killing it never disturbs the shared broker on 5672.
 // It needs Debian's rabbitmq-server and root (the node runs as the rabbitmq
-// user, which must own its directory).
+// user, which must own its directory). The chaos suite runs one; each node
+// of the cluster suite's cluster is one too (plain AMQP only, see
+// startCluster).
 //
-// Besides plain AMQP on port, the node serves AMQP over TLS on tlsPort,
-// asking every TLS client for a certificate of its CA (verify_peer,
-// fail_if_no_peer_cert), and the management API over https only, on
-// mgmtPort, with the same server certificate. Both cost the suite no extra
-// node start (and no measurable boot time).
+// Besides plain AMQP on port, the chaos suite's node serves AMQP over TLS
+// on tlsPort, asking every TLS client for a certificate of its CA
+// (verify_peer, fail_if_no_peer_cert), and the management API over https
+// only, on mgmtPort, with the same server certificate. Both cost the suite
+// no extra node start (and no measurable boot time).
 type privateBroker struct {
 	dir      string
 	node     string
@@ -84,12 +86,21 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-func startPrivateBroker() (*privateBroker, error) {
+// checkCanRunNodes fails, loudly, where a private node cannot run: the
+// suites never skip.
+func checkCanRunNodes() error {
 	if _, err := exec.LookPath("rabbitmq-server"); err != nil {
-		return nil, errors.New("rabbitmq-server is not installed (apt-get install -y rabbitmq-server)")
+		return errors.New("rabbitmq-server is not installed (apt-get install -y rabbitmq-server)")
 	}
 	if os.Geteuid() != 0 {
-		return nil, errors.New("the chaos suite must run as root: the private node runs as the rabbitmq user")
+		return errors.New("the suite must run as root: a private node runs as the rabbitmq user")
+	}
+	return nil
+}
+
+func startPrivateBroker() (*privateBroker, error) {
+	if err := checkCanRunNodes(); err != nil {
+		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "relay-chaos-rabbit-")
 	if err != nil {
@@ -107,31 +118,49 @@ func startPrivateBroker() (*privateBroker, error) {
 	if err != nil {
 		return nil, err
 	}
-	dist, err := freePort()
-	if err != nil {
-		return nil, err
-	}
 	certs, err := writeBrokerCerts(filepath.Join(dir, "tls"))
 	if err != nil {
 		return nil, fmt.Errorf("certificates: %w", err)
 	}
-	b := &privateBroker{dir: dir, node: fmt.Sprintf("relaychaos%d@localhost", os.Getpid()), port: port, tlsPort: tlsPort, mgmtPort: mgmtPort, certs: certs}
-	files := map[string]string{
-		"enabled_plugins": "[rabbitmq_management].\n",
-		// The system's rabbitmq.conf pins the listener to 5672; ours replaces it.
-		"rabbitmq.conf": fmt.Sprintf("listeners.tcp.local = 127.0.0.1:%d\n", port) +
-			fmt.Sprintf("listeners.ssl.local = 127.0.0.1:%d\n", tlsPort) +
-			"ssl_options.cacertfile = " + certs.CA + "\n" +
-			"ssl_options.certfile = " + certs.ServerCert + "\n" +
-			"ssl_options.keyfile = " + certs.ServerKey + "\n" +
-			"ssl_options.verify = verify_peer\n" +
-			"ssl_options.fail_if_no_peer_cert = true\n" +
+	b, err := newPrivateNode(fmt.Sprintf("relaychaos%d@localhost", os.Getpid()), dir, port, "[rabbitmq_management].\n",
+		fmt.Sprintf("listeners.ssl.local = 127.0.0.1:%d\n", tlsPort)+
+			"ssl_options.cacertfile = "+certs.CA+"\n"+
+			"ssl_options.certfile = "+certs.ServerCert+"\n"+
+			"ssl_options.keyfile = "+certs.ServerKey+"\n"+
+			"ssl_options.verify = verify_peer\n"+
+			"ssl_options.fail_if_no_peer_cert = true\n"+
 			// https only: a plain listener would take 15672, the shared broker's.
-			"management.ssl.ip = 127.0.0.1\n" +
-			fmt.Sprintf("management.ssl.port = %d\n", mgmtPort) +
-			"management.ssl.cacertfile = " + certs.CA + "\n" +
-			"management.ssl.certfile = " + certs.ServerCert + "\n" +
-			"management.ssl.keyfile = " + certs.ServerKey + "\n",
+			"management.ssl.ip = 127.0.0.1\n"+
+			fmt.Sprintf("management.ssl.port = %d\n", mgmtPort)+
+			"management.ssl.cacertfile = "+certs.CA+"\n"+
+			"management.ssl.certfile = "+certs.ServerCert+"\n"+
+			"management.ssl.keyfile = "+certs.ServerKey+"\n", "")
+	if err != nil {
+		return nil, err
+	}
+	b.tlsPort, b.mgmtPort, b.certs = tlsPort, mgmtPort, certs
+	return b, b.start()
+}
+
+// newPrivateNode prepares, without starting it, a node named node in dir
+// (created by the caller), listening for AMQP on 127.0.0.1:port, with
+// plugins (an enabled_plugins term) and more rabbitmq.conf lines. Its
+// Erlang distribution port is a free one of its own; epmd and the Erlang
+// cookie are the system's, shared with the shared broker (which is what
+// lets the cluster suite's nodes join one another).
+func newPrivateNode(node, dir string, port int, plugins, conf, advanced string) (*privateBroker, error) {
+	dist, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	b := &privateBroker{dir: dir, node: node, port: port}
+	files := map[string]string{
+		"enabled_plugins": plugins,
+		// The system's rabbitmq.conf pins the listener to 5672; ours replaces it.
+		"rabbitmq.conf": fmt.Sprintf("listeners.tcp.local = 127.0.0.1:%d\n", port) + conf,
+	}
+	if advanced != "" {
+		files["advanced.config"] = advanced
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
@@ -154,7 +183,10 @@ func startPrivateBroker() (*privateBroker, error) {
 		"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(dir, "enabled_plugins"),
 		"RABBITMQ_CONFIG_FILE="+filepath.Join(dir, "rabbitmq.conf"),
 	)
-	return b, b.start()
+	if advanced != "" {
+		b.env = append(b.env, "RABBITMQ_ADVANCED_CONFIG_FILE="+filepath.Join(dir, "advanced.config"))
+	}
+	return b, nil
 }
 
 // URL is the node's AMQP URL.
@@ -187,19 +219,32 @@ func (b *privateBroker) start() error {
 	if out, err := wait.CombinedOutput(); err != nil {
 		return fmt.Errorf("rabbitmqctl wait: %v: %s\nlog: %s", err, out, b.logTail())
 	}
-	fmt.Printf("chaos: private RabbitMQ node %s up on port %d (amqps %d, https management %d) in %s\n", b.node, b.port, b.tlsPort, b.mgmtPort, time.Since(started).Round(time.Millisecond))
+	extra := ""
+	if b.tlsPort != 0 {
+		extra = fmt.Sprintf(" (amqps %d, https management %d)", b.tlsPort, b.mgmtPort)
+	}
+	fmt.Printf("rabbitmq: private node %s up on port %d%s in %s\n", b.node, b.port, extra, time.Since(started).Round(time.Millisecond))
 	return nil
+}
+
+// pid is the node's OS process, the Erlang VM (beam.smp), from its pid file.
+func (b *privateBroker) pid() (int, error) {
+	raw, err := os.ReadFile(b.pidFile())
+	if err != nil {
+		return 0, fmt.Errorf("read pid file: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		return 0, fmt.Errorf("pid file: %w", err)
+	}
+	return pid, nil
 }
 
 // kill9 kills the node's OS process, as a crash or an OOM kill would.
 func (b *privateBroker) kill9() error {
-	raw, err := os.ReadFile(b.pidFile())
+	pid, err := b.pid()
 	if err != nil {
-		return fmt.Errorf("read pid file: %w", err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-	if err != nil {
-		return fmt.Errorf("pid file: %w", err)
+		return err
 	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		return fmt.Errorf("kill -9 %d: %w", pid, err)
@@ -207,7 +252,7 @@ func (b *privateBroker) kill9() error {
 	for syscall.Kill(pid, 0) == nil { // until the process is gone
 		time.Sleep(20 * time.Millisecond)
 	}
-	fmt.Printf("chaos: RabbitMQ node killed (kill -9 %d)\n", pid)
+	fmt.Printf("rabbitmq: node %s killed (kill -9 %d)\n", b.node, pid)
 	return nil
 }
 
@@ -251,7 +296,7 @@ func (b *privateBroker) stop() error {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("rabbitmqctl stop: %v: %s", err, out)
 	}
-	fmt.Println("chaos: RabbitMQ node stopped (rabbitmqctl stop)")
+	fmt.Printf("rabbitmq: node %s stopped (rabbitmqctl stop)\n", b.node)
 	return nil
 }
 

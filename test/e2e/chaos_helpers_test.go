@@ -1,4 +1,4 @@
-//go:build chaos
+//go:build chaos || cluster
 
 package e2e
 
@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,22 @@ import (
 	"github.com/railco/relay/pkg/topology"
 )
 
+// fastRetries is a retry schedule short enough for a scenario to see
+// messages come back from their tiers.
+func fastRetries() topology.Config {
+	return topology.Config{MaxAttempts: 4, RetryInitial: 200 * time.Millisecond, RetryMultiplier: 2, RetryMax: 2 * time.Second, DeliveryLimit: 100}
+}
+
+// topologyEnv is cfg as the services read it from their environment.
+func topologyEnv(cfg topology.Config) map[string]string {
+	return map[string]string{
+		"MAX_DELIVERY_ATTEMPTS":  strconv.Itoa(cfg.MaxAttempts),
+		"RETRY_INITIAL_INTERVAL": cfg.RetryInitial.String(),
+		"RETRY_MULTIPLIER":       strconv.FormatFloat(cfg.RetryMultiplier, 'f', -1, 64),
+		"RETRY_MAX_INTERVAL":     cfg.RetryMax.String(),
+	}
+}
+
 // answer is what the chaos backend does with one request.
 type answer int
 
@@ -31,6 +48,7 @@ const (
 	answerFail           // 500
 	answerTimeout        // no answer until the client gives up
 	answerReset          // connection closed without an answer
+	answerRefuse         // 400: a permanent refusal, dead-lettered at once
 )
 
 // chaosBackend is the Catering endpoint of the chaos suite: it records every
@@ -78,6 +96,9 @@ func (b *chaosBackend) serve(w http.ResponseWriter, r *http.Request) {
 			_ = conn.Close()
 		}
 		return
+	case answerRefuse:
+		w.WriteHeader(http.StatusBadRequest)
+		return
 	}
 	b.mu.Lock()
 	b.delivered[key]++
@@ -118,14 +139,19 @@ func (b *chaosBackend) requestsFor(key string) []string {
 // waitDelivered waits until every accepted id arrived, then returns the tally.
 func (b *chaosBackend) waitDelivered(t *testing.T, accepted []string, timeout time.Duration) tally {
 	t.Helper()
+	tl := b.awaitDelivered(accepted, timeout)
+	if tl.lost != 0 {
+		t.Errorf("after %s, %d of %d accepted registrations never reached the backend", timeout, tl.lost, tl.accepted)
+	}
+	return tl
+}
+
+// awaitDelivered is waitDelivered that leaves judging the tally to the caller.
+func (b *chaosBackend) awaitDelivered(accepted []string, timeout time.Duration) tally {
 	deadline := time.Now().Add(timeout)
 	for {
 		tl := b.tally(accepted)
-		if tl.lost == 0 {
-			return tl
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("after %s, %d of %d accepted registrations never reached the backend", timeout, tl.lost, tl.accepted)
+		if tl.lost == 0 || time.Now().After(deadline) {
 			return tl
 		}
 		time.Sleep(100 * time.Millisecond) // the backend's maps have no event to wait on
@@ -133,22 +159,44 @@ func (b *chaosBackend) waitDelivered(t *testing.T, accepted []string, timeout ti
 }
 
 // loader posts registrations as a well-behaved client does: each with its
-// own Idempotency-Key, retried with the same key until it gets a 202.
+// own Idempotency-Key, retried with the same key until it gets a 202. Given
+// several ingresses, it spreads its requests over them round robin, retries
+// included, as a load balancer would. It records the outcome of every request.
 type loader struct {
-	addr     atomic.Pointer[string]
+	addrs    atomic.Pointer[[]string]
+	next     atomic.Uint64
 	mu       sync.Mutex
 	accepted []string
+	outcomes []outcome
 	retries  atomic.Int64
 	client   *http.Client
+	enough   chan struct{} // closed by stopFeeding
+	stopOnce sync.Once
 }
 
-func newLoader(addr string) *loader {
-	l := &loader{client: &http.Client{Timeout: 10 * time.Second}}
-	l.setAddr(addr)
+// outcome is one request's answer as the client saw it.
+type outcome struct {
+	addr     string
+	at       time.Time // when the answer (or the error) came
+	accepted bool      // 202
+}
+
+func newLoader(addrs ...string) *loader {
+	l := &loader{client: &http.Client{Timeout: 10 * time.Second}, enough: make(chan struct{})}
+	l.setAddr(addrs...)
 	return l
 }
 
-func (l *loader) setAddr(addr string) { l.addr.Store(&addr) }
+func (l *loader) setAddr(addrs ...string) { l.addrs.Store(&addrs) }
+
+// stopFeeding makes run send no new registration; those under way go on
+// until accepted, and run returns then.
+func (l *loader) stopFeeding() { l.stopOnce.Do(func() { close(l.enough) }) }
+
+func (l *loader) pick() string {
+	addrs := *l.addrs.Load()
+	return addrs[(l.next.Add(1)-1)%uint64(len(addrs))]
+}
 
 func (l *loader) acceptedIDs() []string {
 	l.mu.Lock()
@@ -156,25 +204,35 @@ func (l *loader) acceptedIDs() []string {
 	return append([]string(nil), l.accepted...)
 }
 
+func (l *loader) record(addr string, accepted bool, id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.outcomes = append(l.outcomes, outcome{addr: addr, at: time.Now(), accepted: accepted})
+	if accepted {
+		l.accepted = append(l.accepted, id)
+	}
+}
+
 // send posts until accepted; a 4xx answer is a test failure.
 func (l *loader) send(ctx context.Context, id string, body []byte) error {
 	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+*l.addr.Load()+"/catering/register", bytes.NewReader(body))
+		addr := l.pick()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/catering/register", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Idempotency-Key", id)
 		resp, err := l.client.Do(req)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
+			l.record(addr, resp.StatusCode == http.StatusAccepted, id)
 			switch {
 			case resp.StatusCode == http.StatusAccepted:
-				l.mu.Lock()
-				l.accepted = append(l.accepted, id)
-				l.mu.Unlock()
 				return nil
 			case resp.StatusCode != http.StatusServiceUnavailable:
 				return fmt.Errorf("%s: answered %d", id, resp.StatusCode)
 			}
+		} else if ctx.Err() == nil {
+			l.record(addr, false, id)
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -185,7 +243,7 @@ func (l *loader) send(ctx context.Context, id string, body []byte) error {
 }
 
 // run sends n registrations named prefix-i from workers goroutines, at most
-// rate per second (0: as fast as they go).
+// rate per second (0: as fast as they go), or fewer when stopFeeding is called.
 func (l *loader) run(ctx context.Context, prefix string, n, workers int, rate float64, body func(i int) []byte) error {
 	ids := make(chan int)
 	errs := make(chan error, workers)
@@ -210,7 +268,11 @@ func (l *loader) run(ctx context.Context, prefix string, n, workers int, rate fl
 feed:
 	for i := range n {
 		if tick != nil {
-			<-tick
+			select {
+			case <-tick:
+			case <-l.enough:
+				break feed
+			}
 		}
 		select {
 		case ids <- i:
@@ -218,6 +280,8 @@ feed:
 			break feed
 		case <-ctx.Done():
 			err = ctx.Err()
+			break feed
+		case <-l.enough:
 			break feed
 		}
 	}
@@ -230,14 +294,27 @@ feed:
 	return <-errs // nil when no worker failed
 }
 
-// chaosTopology names a scenario's queues on the private node and deletes
+// amqpTarget is where a scenario's broker is: the chaos suite's single node
+// or the cluster suite's three.
+type amqpTarget interface {
+	// amqpURL is the services' AMQP_URL.
+	amqpURL() string
+	// dial connects the test itself to a node that answers.
+	dial() (*amqp.Connection, error)
+}
+
+func (b *privateBroker) amqpURL() string { return b.URL() }
+
+func (b *privateBroker) dial() (*amqp.Connection, error) { return amqp.Dial(b.URL()) }
+
+// chaosTopology names a scenario's queues on the private broker and deletes
 // them afterwards.
-func chaosTopology(t *testing.T, b *privateBroker, cfg topology.Config) *topology.Topology {
+func chaosTopology(t *testing.T, b amqpTarget, cfg topology.Config) *topology.Topology {
 	t.Helper()
 	cfg.Prefix = brokertest.Prefix(t)
 	topo := topology.New(cfg)
 	t.Cleanup(func() {
-		if conn, err := amqp.Dial(b.URL()); err == nil {
+		if conn, err := b.dial(); err == nil {
 			_ = topo.Delete(conn)
 			conn.Close()
 		}
@@ -245,30 +322,38 @@ func chaosTopology(t *testing.T, b *privateBroker, cfg topology.Config) *topolog
 	return topo
 }
 
-// depth returns a queue's ready messages on the private node.
-func depth(t *testing.T, b *privateBroker, queue string) int {
+// depth returns a queue's ready messages on the private broker.
+func depth(t *testing.T, b amqpTarget, queue string) int {
 	t.Helper()
-	conn, err := amqp.Dial(b.URL())
+	n, err := queueDepth(b, queue)
 	if err != nil {
-		t.Fatalf("dial private broker: %v", err)
+		t.Fatal(err)
+	}
+	return n
+}
+
+func queueDepth(b amqpTarget, queue string) (int, error) {
+	conn, err := b.dial()
+	if err != nil {
+		return 0, fmt.Errorf("dial private broker: %w", err)
 	}
 	defer conn.Close()
 	ch, err := conn.Channel()
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
 	if err != nil {
-		t.Fatalf("inspect %s: %v", queue, err)
+		return 0, fmt.Errorf("inspect %s: %w", queue, err)
 	}
-	return q.Messages
+	return q.Messages, nil
 }
 
 // envFor returns the environment shared by a scenario's services.
-func envFor(b *privateBroker, topo *topology.Topology, extra map[string]string) map[string]string {
-	// The private node has no management API; derived from AMQP_URL, its
-	// address would be the shared broker's (127.0.0.1:15672).
-	env := map[string]string{"AMQP_URL": b.URL(), "TOPOLOGY_PREFIX": topo.Exchange, "LOG_LEVEL": "info", "RABBITMQ_MANAGEMENT_URL": "off"}
+func envFor(b amqpTarget, topo *topology.Topology, extra map[string]string) map[string]string {
+	// The private nodes have no plain-http management API; derived from
+	// AMQP_URL, its address would be the shared broker's (127.0.0.1:15672).
+	env := map[string]string{"AMQP_URL": b.amqpURL(), "TOPOLOGY_PREFIX": topo.Exchange, "LOG_LEVEL": "info", "RABBITMQ_MANAGEMENT_URL": "off"}
 	for k, v := range extra {
 		env[k] = v
 	}

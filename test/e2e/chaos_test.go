@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,25 +18,11 @@ import (
 
 	"github.com/railco/relay/pkg/broker"
 	"github.com/railco/relay/pkg/envelope"
-	"github.com/railco/relay/pkg/topology"
 )
 
 // The chaos suite (make test-chaos) runs the real binaries against a private
 // RabbitMQ node and breaks things on purpose. The waits between chaos events
 // below are the schedule of the experiment, not synchronisation.
-
-func fastRetries() topology.Config {
-	return topology.Config{MaxAttempts: 4, RetryInitial: 200 * time.Millisecond, RetryMultiplier: 2, RetryMax: 2 * time.Second, DeliveryLimit: 100}
-}
-
-func topologyEnv(cfg topology.Config) map[string]string {
-	return map[string]string{
-		"MAX_DELIVERY_ATTEMPTS":  strconv.Itoa(cfg.MaxAttempts),
-		"RETRY_INITIAL_INTERVAL": cfg.RetryInitial.String(),
-		"RETRY_MULTIPLIER":       strconv.FormatFloat(cfg.RetryMultiplier, 'f', -1, 64),
-		"RETRY_MAX_INTERVAL":     cfg.RetryMax.String(),
-	}
-}
 
 // 1. Accepted registrations survive a flaky backend, forwarder crashes, a
 // broker crash and an ingress restart: lost = 0.

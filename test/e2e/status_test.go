@@ -20,25 +20,34 @@ import (
 
 var (
 	relayctlOnce sync.Once
+	relayctlPath string
 	relayctlErr  error
 )
+
+// buildRelayctl compiles relayctl next to the services' binaries, once.
+func buildRelayctl(t *testing.T) string {
+	t.Helper()
+	relayctlOnce.Do(func() {
+		path := filepath.Join(binDir, "relayctl")
+		cmd := exec.Command("go", "build", "-o", path, ".")
+		cmd.Dir = filepath.Join("..", "..", "cmd", "relayctl")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			relayctlErr = fmt.Errorf("build relayctl: %w\n%s", err, out)
+			return
+		}
+		relayctlPath = path
+	})
+	if relayctlErr != nil {
+		t.Fatal(relayctlErr)
+	}
+	return relayctlPath
+}
 
 // relayctl runs the relayctl binary (built once) with env and args; it
 // returns stdout and the exit code.
 func relayctl(t *testing.T, env map[string]string, args ...string) (string, int) {
 	t.Helper()
-	bin := filepath.Join(binDir, "relayctl")
-	relayctlOnce.Do(func() {
-		cmd := exec.Command("go", "build", "-o", bin, ".")
-		cmd.Dir = filepath.Join("..", "..", "cmd", "relayctl")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			relayctlErr = fmt.Errorf("build relayctl: %w\n%s", err, out)
-		}
-	})
-	if relayctlErr != nil {
-		t.Fatal(relayctlErr)
-	}
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(buildRelayctl(t), args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)

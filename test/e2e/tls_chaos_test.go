@@ -5,12 +5,9 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -232,31 +229,6 @@ type statsOut struct {
 		Reachable bool   `json:"reachable"`
 		Error     string `json:"error"`
 	} `json:"management"`
-}
-
-var (
-	relayctlOnce sync.Once
-	relayctlPath string
-	relayctlErr  error
-)
-
-// buildRelayctl compiles relayctl next to the services' binaries, once.
-func buildRelayctl(t *testing.T) string {
-	t.Helper()
-	relayctlOnce.Do(func() {
-		path := filepath.Join(binDir, "relayctl")
-		cmd := exec.Command("go", "build", "-o", path, ".")
-		cmd.Dir = filepath.Join("..", "..", "cmd", "relayctl")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			relayctlErr = fmt.Errorf("build relayctl: %w\n%s", err, out)
-			return
-		}
-		relayctlPath = path
-	})
-	if relayctlErr != nil {
-		t.Fatal(relayctlErr)
-	}
-	return relayctlPath
 }
 
 // runRelayctl runs relayctl with env only (and PATH), as the services run.
