@@ -3,7 +3,6 @@ package events
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -74,7 +73,7 @@ func Message(evs []Event) amqp.Publishing {
 			evs[i].V = Version
 		}
 	}
-	body, _ := json.Marshal(evs) // no field can fail to marshal
+	body := appendMessage(evs) // json.Marshal(evs), byte for byte
 	id := ""
 	if len(evs) > 0 {
 		id = evs[0].ID + "/" + evs[0].Type + "/" + strconv.Itoa(len(evs))
@@ -96,29 +95,26 @@ const HeaderCount = "x-relay-event-count"
 
 // ParseMessage reads an event message's body: a JSON array of events. It
 // fails for a version it does not know, or an event without id or type.
+// It reads the body as json.Unmarshal would (see codec.go).
 func ParseMessage(body []byte) ([]Event, error) {
-	var evs []Event
-	if err := json.Unmarshal(body, &evs); err != nil {
-		return nil, fmt.Errorf("parse events: %w", err)
+	_, evs, ok := decodeMessage(body, false)
+	if !ok {
+		return parseMessageJSON(body) // not the JSON AppendEvent writes
 	}
-	for _, e := range evs {
-		if e.V != Version {
-			return nil, fmt.Errorf("event version %d: this relay reads version %d", e.V, Version)
-		}
-		if e.ID == "" || e.Type == "" {
-			return nil, errors.New("event without id or type")
-		}
+	if err := checkEvents(evs); err != nil {
+		return nil, err
 	}
 	return evs, nil
 }
 
-// Parse reads one event's JSON (as stored by the index).
+// Parse reads one event's JSON (as stored by the index), as json.Unmarshal
+// would (see codec.go).
 func Parse(b []byte) (Event, error) {
 	var e Event
-	if err := json.Unmarshal(b, &e); err != nil {
-		return e, fmt.Errorf("parse event: %w", err)
+	if decodeEvent(b, &e) {
+		return e, nil
 	}
-	return e, nil
+	return parseJSON(b) // not the JSON AppendEvent writes
 }
 
 // Publisher stores a message and returns nil only once the broker confirmed
@@ -144,11 +140,23 @@ type Emitter struct {
 	mu       sync.Mutex
 	pending  []*waiter
 	flushing int
+	posted   sync.WaitGroup // flushers started by Post
 }
 
+// waiter is one caller's events: told the outcome on done (EmitAll) or
+// through then (Post).
 type waiter struct {
 	evs  []Event
 	done chan error
+	then func(error)
+}
+
+func (w *waiter) tell(err error) {
+	if w.then != nil {
+		w.then(err)
+		return
+	}
+	w.done <- err
 }
 
 // Batching: confirms of up to maxFlushers messages are pipelined, each of
@@ -195,28 +203,8 @@ func (e *Emitter) EmitAll(ctx context.Context, evs ...Event) error {
 	if !e.On() || len(evs) == 0 {
 		return nil
 	}
-	now := time.Now().UTC()
-	stamped := make([]Event, len(evs))
-	for i, ev := range evs {
-		ev.V = Version
-		if ev.Source == "" {
-			ev.Source = e.source
-		}
-		if ev.At.IsZero() {
-			ev.At = now
-		}
-		ev.At = ev.At.UTC()
-		stamped[i] = ev
-	}
-	w := &waiter{evs: stamped, done: make(chan error, 1)}
-	e.mu.Lock()
-	e.pending = append(e.pending, w)
-	lead := e.flushing < maxFlushers
-	if lead {
-		e.flushing++
-	}
-	e.mu.Unlock()
-	if lead {
+	w := &waiter{evs: e.stamp(evs), done: make(chan error, 1)}
+	if e.add(w) {
 		e.flush()
 	}
 	select {
@@ -225,6 +213,69 @@ func (e *Emitter) EmitAll(ctx context.Context, evs ...Event) error {
 	case <-ctx.Done():
 		return fmt.Errorf("publish events: %w", ctx.Err())
 	}
+}
+
+// Post publishes ev without waiting for it: then (which may be nil) is
+// told the outcome, from another goroutine, once the broker confirmed ev or
+// the publish failed. Wait waits for every posted event's outcome. Post is
+// for events nobody waits on (the ingress's accepted events): it costs
+// its caller no goroutine and no channel.
+func (e *Emitter) Post(ev Event, then func(error)) { e.PostAll([]Event{ev}, then) }
+
+// PostAll is Post of several events, published in one message. It takes
+// evs (their V, Source and At are set in place).
+func (e *Emitter) PostAll(evs []Event, then func(error)) {
+	if !e.On() || len(evs) == 0 {
+		if then != nil {
+			then(nil)
+		}
+		return
+	}
+	if then == nil {
+		then = func(error) {}
+	}
+	w := &waiter{evs: e.stamp(evs), then: then}
+	if e.add(w) {
+		e.posted.Go(e.flush)
+	}
+}
+
+// Wait returns once every event Post took has its outcome.
+func (e *Emitter) Wait() {
+	if e != nil {
+		e.posted.Wait()
+	}
+}
+
+// stamp sets V, Source and, when zero, At of evs (in place) and returns
+// them.
+func (e *Emitter) stamp(evs []Event) []Event {
+	now := time.Now().UTC()
+	for i := range evs {
+		ev := &evs[i]
+		ev.V = Version
+		if ev.Source == "" {
+			ev.Source = e.source
+		}
+		if ev.At.IsZero() {
+			ev.At = now
+		}
+		ev.At = ev.At.UTC()
+	}
+	return evs
+}
+
+// add queues w and reports whether the caller is to flush (fewer than
+// maxFlushers are under way).
+func (e *Emitter) add(w *waiter) (lead bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.pending = append(e.pending, w)
+	lead = e.flushing < maxFlushers
+	if lead {
+		e.flushing++
+	}
+	return lead
 }
 
 // flush publishes pending events, a batch at a time, until none wait or
@@ -255,7 +306,7 @@ func (e *Emitter) flush() {
 			err = fmt.Errorf("publish %d events: %w", len(evs), err)
 		}
 		for _, w := range batch {
-			w.done <- err
+			w.tell(err)
 		}
 		e.mu.Lock()
 		if e.flushing > 1 {
@@ -279,4 +330,35 @@ func TimePtr(t time.Time) *time.Time {
 	}
 	t = t.UTC()
 	return &t
+}
+
+// SplitMessage reads an event message's body as ParseMessage does, and
+// returns each event's own JSON (sub-slices of body) beside it.
+func SplitMessage(body []byte) ([][]byte, []Event, error) {
+	raws, evs, ok := decodeMessage(body, true)
+	if ok {
+		if err := checkEvents(evs); err != nil {
+			return nil, nil, err
+		}
+		return raws, evs, nil
+	}
+	// Not the JSON AppendEvent writes: encoding/json's turn, for the array
+	// and then (through Parse) for each event.
+	var copies []json.RawMessage
+	if err := json.Unmarshal(body, &copies); err != nil {
+		return nil, nil, fmt.Errorf("parse events: %w", err)
+	}
+	raws = rawElements(body, copies)
+	evs = make([]Event, len(raws))
+	for i, raw := range raws {
+		e, err := Parse(raw)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := checkEvent(&e); err != nil {
+			return nil, nil, err
+		}
+		evs[i] = e
+	}
+	return raws, evs, nil
 }

@@ -82,7 +82,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		NonRetryable:    cfg.NonRetryable,
 		HoldMax:         cfg.HoldMax,
 		Observer:        m,
-		Events:          events.NewEmitter(pub, topo.Events, "forwarder", cfg.PublishTimeout).SetLinger(2 * time.Millisecond),
+		Events:          events.NewEmitter(pub, topo.Events, "forwarder", cfg.PublishTimeout).SetLinger(cfg.EventsLinger),
 	}, topo, pub, client, brk, log)
 
 	var consuming atomic.Bool

@@ -90,7 +90,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 			return fmt.Errorf("INGRESS_INDEX_PATH: %w", err)
 		}
 		defer idx.Close()
-		opts = append(opts, httpapi.WithEvents(events.NewEmitter(pub, topo.Events, "ingress", cfg.PublishTimeout)), httpapi.WithLookup(idx))
+		opts = append(opts, httpapi.WithEvents(events.NewEmitter(pub, topo.Events, "ingress", cfg.PublishTimeout).SetLinger(cfg.EventsLinger)), httpapi.WithLookup(idx))
 	} else {
 		log.Info("EVENTS=off: no event stream, no registration status (GET /catering/registrations/{id} is not served)")
 	}

@@ -74,7 +74,7 @@ type options struct {
 func main() {
 	var o options
 	fs := flag.NewFlagSet("cpucost", flag.ExitOnError)
-	fs.StringVar(&o.bin, "bin", "../bin", "directory with the ingress and forwarder binaries (make build); several, comma-separated, are measured in alternating rounds (A/B)")
+	fs.StringVar(&o.bin, "bin", "../bin", "directory with the ingress and forwarder binaries (make build); several, comma-separated, are measured in alternating rounds (A/B); DIR+KEY=VALUE+… runs DIR's binaries with those settings (../bin+EVENTS=off,../bin+EVENTS=on)")
 	fs.StringVar(&o.repo, "repo", "..", "root of the relay repository, for -seed")
 	fs.StringVar(&o.seed, "seed", "test/e2e/testdata/seed.json", "payload, relative to -repo; its passengerId is made unique per request")
 	fs.StringVar(&o.amqpURL, "amqp", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL")
@@ -149,7 +149,7 @@ func run(ctx context.Context, o options) error {
 	bins := splitList(o.bin)
 	for _, bin := range bins {
 		for _, name := range []string{"ingress", "forwarder"} {
-			if _, err := os.Stat(filepath.Join(bin, name)); err != nil {
+			if _, err := os.Stat(filepath.Join(binDir(bin), name)); err != nil {
 				return fmt.Errorf("%w (run make build)", err)
 			}
 		}
@@ -219,6 +219,11 @@ func round(ctx context.Context, o options, bin string, r int, conn *amqp.Connect
 			env[k] = v
 		}
 	}
+	for kv := range strings.SplitSeq(bin, "+") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v // the variant's own settings (-bin DIR+KEY=VALUE)
+		}
+	}
 	defer os.Remove(env["INGRESS_INDEX_PATH"])
 	topo := topology.New(topology.LoadConfig(config.NewLoader(func(k string) string { return env[k] })))
 	defer func() { _ = topo.Delete(conn) }()
@@ -231,7 +236,7 @@ func round(ctx context.Context, o options, bin string, r int, conn *amqp.Connect
 		fwdEnv["FORWARDER_CONCURRENCY"] = strconv.Itoa(o.concurrency)
 	}
 	// The forwarder first: it declares the topology and puts its policy.
-	fwd, err := procs.Start(ctx, bin, logDir, procs.Spec{
+	fwd, err := procs.Start(ctx, binDir(bin), logDir, procs.Spec{
 		Name: "forwarder", Env: fwdEnv,
 		AddrVar: "FORWARDER_ADMIN_ADDR", AddrFileVar: "FORWARDER_ADMIN_ADDR_FILE", ReadyPath: "/readyz",
 	}, time.Second)
@@ -239,7 +244,7 @@ func round(ctx context.Context, o options, bin string, r int, conn *amqp.Connect
 		return nil, err
 	}
 	defer fwd.Kill()
-	ing, err := procs.Start(ctx, bin, logDir, procs.Spec{
+	ing, err := procs.Start(ctx, binDir(bin), logDir, procs.Spec{
 		Name: "ingress", Env: ingEnv,
 		AddrVar: "INGRESS_ADDR", AddrFileVar: "INGRESS_ADDR_FILE", ReadyPath: "/readyz",
 		AdminAddrVar: "INGRESS_ADMIN_ADDR", AdminAddrFileVar: "INGRESS_ADMIN_ADDR_FILE",
@@ -277,7 +282,7 @@ func round(ctx context.Context, o options, bin string, r int, conn *amqp.Connect
 		var profiles sync.WaitGroup
 		if o.profileDir != "" {
 			for _, p := range []struct{ name, addr string }{{"ingress", ing.AdminAddr}, {"forwarder", fwd.AdminAddr}} {
-				file := filepath.Join(o.profileDir, fmt.Sprintf("%s-%s-%s-r%d.pprof", filepath.Base(bin), p.name, name, r))
+				file := filepath.Join(o.profileDir, fmt.Sprintf("%s-%s-%s-r%d.pprof", label(bin), p.name, name, r))
 				profiles.Go(func() {
 					if err := fetchProfile(ctx, p.addr, o.profileSeconds, file); err != nil {
 						fmt.Fprintf(os.Stderr, "cpucost: profile %s: %v\n", p.name, err)
@@ -294,7 +299,7 @@ func round(ctx context.Context, o options, bin string, r int, conn *amqp.Connect
 		if o.profileDir != "" {
 			// Allocations since the start, warm-up and earlier phases included.
 			for _, p := range []struct{ name, addr string }{{"ingress", ing.AdminAddr}, {"forwarder", fwd.AdminAddr}} {
-				file := filepath.Join(o.profileDir, fmt.Sprintf("%s-%s-%s-r%d.allocs", filepath.Base(bin), p.name, name, r))
+				file := filepath.Join(o.profileDir, fmt.Sprintf("%s-%s-%s-r%d.allocs", label(bin), p.name, name, r))
 				if err := fetch(ctx, "http://"+p.addr+"/debug/pprof/allocs", file); err != nil {
 					fmt.Fprintf(os.Stderr, "cpucost: allocs %s: %v\n", p.name, err)
 				}
@@ -413,6 +418,24 @@ func measure(name string, r int, sent sent, c counts, start, end snapshot) phase
 	p.AcceptedPerSecond = float64(p.Accepted) / sent.seconds
 	p.DeliveredPerSecond = float64(p.Delivered) / wall
 	return p
+}
+
+// binDir is the directory of a -bin entry: DIR, or DIR+KEY=VALUE+… for a
+// variant of the same binaries with settings of its own (EVENTS=on beside
+// EVENTS=off, in alternating rounds).
+func binDir(entry string) string {
+	dir, _, _ := strings.Cut(entry, "+")
+	return dir
+}
+
+// label names a -bin entry in file names: its directory's base and its
+// settings.
+func label(entry string) string {
+	dir, rest, _ := strings.Cut(entry, "+")
+	if rest == "" {
+		return filepath.Base(dir)
+	}
+	return filepath.Base(dir) + "+" + strings.NewReplacer("=", "-", "+", "-").Replace(rest)
 }
 
 func report(w io.Writer, o options, all []phase) {

@@ -38,10 +38,14 @@ type Config struct {
 	PProf             bool   // FORWARDER_PPROF: on serves /debug/pprof/ on the admin address; off by default
 	Breaker           breaker.Options
 	HoldMax           time.Duration
-	LogLevel          string
-	LogFormat         string
-	Topology          topology.Config
-	Metrics           pkgmetrics.Config
+	// EventsLinger is how long a delivery's events gather with others'
+	// before one message takes them (FORWARDER_EVENTS_LINGER). Its ack
+	// waits for them, holding a prefetch slot: keep it short.
+	EventsLinger time.Duration
+	LogLevel     string
+	LogFormat    string
+	Topology     topology.Config
+	Metrics      pkgmetrics.Config
 	// Scheduled redrive of max-attempts dead letters; see package redrive.
 	RedriveInterval time.Duration // DEAD_LETTER_REDRIVE_INTERVAL; 0 turns it off
 	RedriveMax      int           // DEAD_LETTER_REDRIVE_MAX: redrives per letter
@@ -92,10 +96,10 @@ func Load(getenv config.Getenv) (Config, error) {
 		Endpoint:          l.String("CATERING_SERVICE_EP", "http://localhost:8280/catering"),
 		BackendTLS:        loadBackendTLS(l),
 		SigningSecret:     Secret(l.String("CATERING_SIGNING_SECRET", "")),
-		Concurrency:       l.Int("FORWARDER_CONCURRENCY", 16),
 		DeliveryTimeout:   l.Duration("DELIVERY_TIMEOUT", 10*time.Second),
 		NonRetryable:      l.IntSet("NON_RETRY_STATUS_CODES", DefaultNonRetryable),
 		PublishTimeout:    l.Duration("PUBLISH_TIMEOUT", 5*time.Second),
+		EventsLinger:      l.Duration("FORWARDER_EVENTS_LINGER", time.Millisecond),
 		PublisherChannels: l.Int("PUBLISHER_CHANNELS", 2),
 		AdminAddr:         l.String("FORWARDER_ADMIN_ADDR", ":8291"),
 		PProf:             l.Switch("FORWARDER_PPROF", false),
@@ -116,6 +120,15 @@ func Load(getenv config.Getenv) (Config, error) {
 		RedriveInterval: l.Duration("DEAD_LETTER_REDRIVE_INTERVAL", 0),
 		RedriveMax:      l.Int("DEAD_LETTER_REDRIVE_MAX", 3),
 	}
+	// With events on, a delivered message's ack waits for its events'
+	// confirm, and meanwhile holds its prefetch slot: twice the workers
+	// keep as many deliveries in flight (measured: docs/BENCHMARKS.md,
+	// "Event cost").
+	defaultConcurrency := 16
+	if c.Topology.Events {
+		defaultConcurrency = 32
+	}
+	c.Concurrency = l.Int("FORWARDER_CONCURRENCY", defaultConcurrency)
 	// Two unacked messages per worker by default: a worker that finishes
 	// finds its next message already here instead of waiting a round trip
 	// for it (measured: +30% at 16 and 64 workers against a 20 ms backend).
@@ -242,6 +255,9 @@ func (c Config) Validate() error {
 	if c.RedriveInterval != 0 && c.RedriveInterval < time.Second {
 		// Each round browses the whole dead-letter queue.
 		errs = append(errs, errors.New("DEAD_LETTER_REDRIVE_INTERVAL must be 0 (off) or at least 1s"))
+	}
+	if c.EventsLinger < 0 || c.EventsLinger > 100*time.Millisecond {
+		errs = append(errs, errors.New("FORWARDER_EVENTS_LINGER must be between 0 and 100ms"))
 	}
 	if c.RedriveMax < 1 {
 		errs = append(errs, errors.New("DEAD_LETTER_REDRIVE_MAX must be at least 1"))

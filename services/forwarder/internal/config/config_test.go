@@ -42,6 +42,25 @@ func TestLoad_Defaults(t *testing.T) {
 	}
 }
 
+func TestLoad_EventsDefaults(t *testing.T) {
+	c, err := load(map[string]string{"EVENTS": "on"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A delivered message's ack waits for its events: more workers, so as
+	// many deliveries stay in flight.
+	if c.Concurrency != 32 || c.Prefetch != 64 || c.EventsLinger != time.Millisecond {
+		t.Errorf("EVENTS=on: concurrency %d, prefetch %d, linger %s; want 32, 64, 1ms", c.Concurrency, c.Prefetch, c.EventsLinger)
+	}
+	c, err = load(map[string]string{"EVENTS": "on", "FORWARDER_CONCURRENCY": "8", "FORWARDER_EVENTS_LINGER": "3ms"})
+	if err != nil || c.Concurrency != 8 || c.Prefetch != 16 || c.EventsLinger != 3*time.Millisecond {
+		t.Errorf("EVENTS=on with settings: %+v (%v)", c, err)
+	}
+	if _, err := load(map[string]string{"FORWARDER_EVENTS_LINGER": "1s"}); err == nil || !strings.Contains(err.Error(), "FORWARDER_EVENTS_LINGER") {
+		t.Errorf("FORWARDER_EVENTS_LINGER=1s: error %v, want one naming it", err)
+	}
+}
+
 func TestLoad_PProf(t *testing.T) {
 	for v, want := range map[string]bool{"on": true, "ON": true, "true": true, "off": false, "false": false} {
 		c, err := load(map[string]string{"FORWARDER_PPROF": v})

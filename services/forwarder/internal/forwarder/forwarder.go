@@ -320,7 +320,7 @@ func (f *Forwarder) settle(ctx context.Context, log lazyLog, d amqp.Delivery, id
 		m := move{d: d, noMsg: true, events: []events.Event{attempt, delivered}, until: until, done: func(err error) {
 			f.delivered(log, meta, err)
 		}}
-		f.settling.Go(func() { f.move(ctx, m) })
+		f.ackAfterEvents(ctx, m)
 	case DeadLetter:
 		attempt.Outcome = OutcomeDeadLettered
 		f.deadLetter(ctx, log, d, id, a, v.Reason, until, meta, &attempt)
@@ -339,6 +339,25 @@ func (f *Forwarder) settle(ctx context.Context, log lazyLog, d amqp.Delivery, id
 		m.events = []events.Event{attempt, sched}
 		f.settling.Go(func() { f.move(ctx, m) })
 	}
+}
+
+// ackAfterEvents acks m.d once the broker confirmed m.events, without a
+// goroutine of its own while all goes well: the emitter's flusher acks. A
+// failed publish takes the long way, a move (tried again, parked, handed
+// back). settling counts it until it is settled.
+func (f *Forwarder) ackAfterEvents(ctx context.Context, m move) {
+	f.settling.Add(1)
+	f.opts.Events.PostAll(m.events, func(err error) {
+		if err == nil {
+			m.done(m.d.Ack(false))
+			f.settling.Done()
+			return
+		}
+		go func() {
+			defer f.settling.Done()
+			f.move(ctx, m)
+		}()
+	})
 }
 
 // delivered records an acked delivery (err nil) or a failed ack.

@@ -70,6 +70,7 @@ type Config struct {
 	AMQPURL             string            // AMQP_URL
 	BrokerTLS           tlsconfig.Files   // AMQP_CA_FILE, AMQP_CLIENT_CERT_FILE, AMQP_CLIENT_KEY_FILE (amqps)
 	PublishTimeout      time.Duration     // PUBLISH_TIMEOUT: how long a request waits for the broker's confirm
+	EventsLinger        time.Duration     // INGRESS_EVENTS_LINGER: how long accepted events gather before one message takes them
 	MaxBodyBytes        int               // MAX_BODY_BYTES: larger request bodies get 413
 	PublisherChannels   int               // PUBLISHER_CHANNELS: confirm-mode channels per connection
 	MaxConnections      int               // INGRESS_MAX_CONNECTIONS: open client connections at most; 0: no limit
@@ -112,6 +113,7 @@ func Load(getenv func(string) string) (Config, error) {
 		AMQPURL:             l.String("AMQP_URL", "amqp://guest:guest@localhost:5672/"),
 		BrokerTLS:           broker.LoadTLSFiles(l),
 		PublishTimeout:      l.Duration("PUBLISH_TIMEOUT", 5*time.Second),
+		EventsLinger:        l.Duration("INGRESS_EVENTS_LINGER", 5*time.Millisecond),
 		MaxBodyBytes:        l.Int("MAX_BODY_BYTES", 64<<10),
 		PublisherChannels:   l.Int("PUBLISHER_CHANNELS", 4),
 		MaxConnections:      l.Int("INGRESS_MAX_CONNECTIONS", DefaultMaxConnections),
@@ -212,6 +214,9 @@ func (c Config) Validate() error {
 	}
 	if err := broker.CheckTLS(c.AMQPURL, c.BrokerTLS); err != nil {
 		errs = append(errs, err)
+	}
+	if c.EventsLinger < 0 || c.EventsLinger > time.Second {
+		errs = append(errs, errors.New("INGRESS_EVENTS_LINGER must be between 0 and 1s"))
 	}
 	if c.PublishTimeout <= 0 {
 		errs = append(errs, errors.New("PUBLISH_TIMEOUT must be positive"))

@@ -197,11 +197,9 @@ func (s *Server) emitAccepted(id string, at time.Time, client string) {
 	if !s.events.On() {
 		return
 	}
-	s.inflight.Go(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), s.publishTimeout)
-		defer cancel()
-		ev := events.Event{Type: events.TypeAccepted, ID: id, At: at, AcceptedAt: events.TimePtr(at), Client: client}
-		if err := s.events.Emit(ctx, ev); err != nil {
+	ev := events.Event{Type: events.TypeAccepted, ID: id, At: at, AcceptedAt: events.TimePtr(at), Client: client}
+	s.events.Post(ev, func(err error) {
+		if err != nil {
 			s.log.Warn("accepted event not stored (the status stays right; the history lacks the client's name)", "id", id, "err", err)
 		}
 	})

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -149,9 +148,8 @@ type Server struct {
 
 	draining atomic.Bool // set by Shutdown: /readyz says not ready
 
-	events   *events.Emitter // accepted events; nil: none
-	inflight sync.WaitGroup  // accepted events waiting for their confirm
-	lookup   Lookup          // GET /catering/registrations/{id}; nil: not served
+	events *events.Emitter // accepted events; nil: none
+	lookup Lookup          // GET /catering/registrations/{id}; nil: not served
 }
 
 // New returns a Server that publishes registrations to topo's exchange with
@@ -215,6 +213,6 @@ func (s *Server) Serve(ln net.Listener) error { return s.echo.Server.Serve(ln) }
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	err := s.echo.Shutdown(ctx)
-	s.inflight.Wait()
+	s.events.Wait() // accepted events waiting for their confirm
 	return err
 }

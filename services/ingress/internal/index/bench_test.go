@@ -89,3 +89,72 @@ func BenchmarkLookup(b *testing.B) {
 	b.ReportMetric(float64(st.Size())/float64(1<<20), "index-MiB")
 	b.ReportMetric(buildTook.Seconds(), "build-s")
 }
+
+// BenchmarkApply measures the index's write path as the ingress runs it in
+// steady operation: batches as Consume makes them at ~4,000 registrations/s
+// (50 ms: 200 registrations), each with the accepted events of 200 new
+// registrations (messages of 20, as the ingress's emitter batches them) and
+// the attempt and delivered events of 200 others, half of them accepted in
+// the batch before (messages of 10 deliveries). One op is one registration's
+// three events; the index starts with RELAY_BENCH_PREFILL registrations
+// (default 200,000) so that its B-tree has some depth.
+func BenchmarkApply(b *testing.B) {
+	prefill := 200_000
+	if v := os.Getenv("RELAY_BENCH_PREFILL"); v != "" {
+		prefill, _ = strconv.Atoi(v)
+	}
+	x, err := index.Open(filepath.Join(b.TempDir(), "index.db"), index.Queues{Main: "q", Dead: "q.dead"}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer x.Close()
+	t0 := time.Now().Add(-time.Hour)
+	id := func(i int) string { return fmt.Sprintf("0193a6c4-%08d-7b21-9d3e-2f4c5b6a7d8e", i) }
+	var off int64
+	msg := func(evs []events.Event) index.Record {
+		off++
+		return index.Record{Offset: off, Body: events.Message(evs).Body}
+	}
+	const perBatch = 200
+	batch := func(k int) []index.Record {
+		var recs []index.Record
+		var evs []events.Event
+		for i := k * perBatch; i < (k+1)*perBatch; i++ {
+			at := t0.Add(time.Duration(i) * 250 * time.Microsecond)
+			evs = append(evs, events.Event{Type: events.TypeAccepted, ID: id(i), At: at, Source: "ingress", AcceptedAt: events.TimePtr(at), Client: "anonymous"})
+			if len(evs) == 20 {
+				recs, evs = append(recs, msg(evs)), nil
+			}
+		}
+		for i := k*perBatch - perBatch/2; i < (k+1)*perBatch-perBatch/2; i++ {
+			if i < 0 {
+				continue
+			}
+			acc := events.TimePtr(t0.Add(time.Duration(i) * 250 * time.Microsecond))
+			at := acc.Add(12 * time.Millisecond)
+			evs = append(evs,
+				events.Event{Type: events.TypeAttempt, ID: id(i), At: at, Source: "forwarder", AcceptedAt: acc, Attempt: 1, DurationMS: events.Ms(3 * time.Millisecond), Status: 200, Outcome: "delivered"},
+				events.Event{Type: events.TypeDelivered, ID: id(i), At: at, Source: "forwarder", AcceptedAt: acc, Attempt: 1})
+			if len(evs) == 20 {
+				recs, evs = append(recs, msg(evs)), nil
+			}
+		}
+		return recs
+	}
+	k := 0
+	for ; k*perBatch < prefill; k++ {
+		if _, err := x.Apply(batch(k)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	batches := make([][]index.Record, 0, b.N/perBatch+1)
+	for n := 0; n < b.N; n += perBatch {
+		batches = append(batches, batch(k+len(batches)))
+	}
+	b.ResetTimer()
+	for _, recs := range batches {
+		if _, err := x.Apply(recs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
 	"go.uber.org/goleak"
 
 	"github.com/railco/relay/pkg/broker"
@@ -131,5 +132,66 @@ func TestIndex_FollowsTheStreamAndResumesFromItsOffset(t *testing.T) {
 	}
 	if _, ok, err := x.Registration("never"); ok || err != nil {
 		t.Errorf("unknown id: ok %v, err %v", ok, err)
+	}
+}
+
+// An index file of an older layout (no format recorded, other buckets) is
+// emptied at Open: it has no offset, so the index is rebuilt from the
+// stream's first event, and what it held is not read as this layout.
+func TestOpen_AnOlderLayoutIsRebuiltFromTheStream(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "index.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, name := range []string{"events", "state", "waiting", "meta"} {
+			b, err := tx.CreateBucket([]byte(name))
+			if err != nil {
+				return err
+			}
+			if name == "meta" {
+				if err := b.Put([]byte("offset"), []byte{0, 0, 0, 0, 0, 0, 0, 42}); err != nil {
+					return err
+				}
+			}
+		}
+		return tx.Bucket([]byte("state")).Put([]byte("id-1"), []byte("old layout"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	x, err := index.Open(path, index.Queues{Main: "q", Dead: "q.dead"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := x.Offset(); err != nil || ok {
+		t.Fatalf("offset after opening an older layout: ok %v, err %v; want none (rebuild from the first event)", ok, err)
+	}
+	if _, ok, err := x.Registration("id-1"); err != nil || ok {
+		t.Fatalf("id-1 after opening an older layout: ok %v, err %v; want unknown", ok, err)
+	}
+	at := time.Now()
+	if _, err := x.Apply([]index.Record{{Offset: 7, Body: events.Message([]events.Event{{Type: events.TypeAccepted, ID: "id-2", At: at, AcceptedAt: &at}}).Body}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Reopened, the new layout is kept.
+	x, err = index.Open(path, index.Queues{Main: "q", Dead: "q.dead"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	if off, ok, err := x.Offset(); err != nil || !ok || off != 7 {
+		t.Fatalf("offset after reopening: %d %v %v; want 7", off, ok, err)
+	}
+	if r, ok, err := x.Registration("id-2"); err != nil || !ok || r.Status != events.StatusAccepted {
+		t.Fatalf("id-2: %+v %v %v", r, ok, err)
 	}
 }
