@@ -209,6 +209,45 @@ func TestDashboard_PanelsHaveUniqueIDsAndDoNotOverlap(t *testing.T) {
 // fails without one (-short skips it). It scrapes the paths and params of
 // prometheus.yml's jobs for rabbitmq:15692, as compose's Prometheus does,
 // and wants every rabbitmq_* name of the dashboard among what they return.
+// withQueue declares a queue of the test's own through the management API
+// (port 15672 of AMQP_URL's host, with its user) and deletes it at the end:
+// the per-queue metrics exist only while some queue does, and the test must
+// not depend on what else runs on the broker.
+func withQueue(t *testing.T, client *http.Client) {
+	t.Helper()
+	u, err := url.Parse(os.Getenv("AMQP_URL"))
+	if err != nil || u.Hostname() == "" {
+		u, _ = url.Parse("amqp://guest:guest@127.0.0.1:5672/")
+	}
+	user, pass := "guest", "guest"
+	if u.User != nil {
+		user = u.User.Username()
+		if p, ok := u.User.Password(); ok {
+			pass = p
+		}
+	}
+	vhost := strings.TrimPrefix(u.Path, "/")
+	if vhost == "" {
+		vhost = "/"
+	}
+	q := fmt.Sprintf("http://%s/api/queues/%s/relay-dashboard-test-%d", net.JoinHostPort(u.Hostname(), "15672"), url.PathEscape(vhost), time.Now().UnixNano())
+	do := func(method, body string) {
+		req, _ := http.NewRequest(method, q, strings.NewReader(body))
+		req.SetBasicAuth(user, pass)
+		req.Header.Set("Content-Type", "application/json")
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v (scripts/broker.sh enables the management plugin)", method, q, err)
+		}
+		res.Body.Close()
+		if res.StatusCode >= 300 {
+			t.Fatalf("%s %s: %s", method, q, res.Status)
+		}
+	}
+	do(http.MethodPut, `{"durable":false,"auto_delete":false}`)
+	t.Cleanup(func() { do(http.MethodDelete, "") })
+}
+
 func TestDashboard_RabbitMQMetricsExistOnABroker(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs a broker with rabbitmq_prometheus; run without -short")
@@ -222,6 +261,7 @@ func TestDashboard_RabbitMQMetricsExistOnABroker(t *testing.T) {
 		base = "http://" + net.JoinHostPort(host, "15692")
 	}
 	client := &http.Client{Timeout: 10 * time.Second}
+	withQueue(t, client)
 	if res, err := client.Get(base + "/metrics"); err != nil {
 		t.Fatalf("no RabbitMQ Prometheus endpoint at %s (%v): rabbitmq-plugins enable rabbitmq_prometheus (scripts/broker.sh does for a local broker), or set RABBITMQ_PROMETHEUS_URL", base, err)
 	} else {

@@ -456,12 +456,15 @@ func (x *Index) Oldest() (map[string]time.Time, error) {
 	return out, err
 }
 
-// Consumer settings. A batch is applied when it is full or batchWait after
-// its first event, whichever comes first: a delivery shows in lookups well
-// within a second, and a flood of events costs one fsync per batch.
+// Consumer settings. A batch is applied when it holds batchMax messages or
+// batchWait after its first, whichever comes first: a delivery shows in
+// lookups well within a second, and the longer the batch, the more
+// registrations have all their steady-state events (accepted, attempt,
+// delivered) in one batch, so that one write stores them (250 ms against
+// 50 ms: measured, docs/BENCHMARKS.md "Event cost").
 const (
-	prefetch  = 10000
-	batchMax  = 5000
+	prefetch  = 2000
+	batchMax  = 1000
 	batchWait = 250 * time.Millisecond
 )
 
