@@ -159,14 +159,18 @@ func (w *waiter) tell(err error) {
 	w.done <- err
 }
 
-// Batching: confirms of up to maxFlushers messages are pipelined, each of
-// up to maxBatch events (~300 bytes each). A flusher gathers events for
-// a linger (DefaultLinger, or SetLinger) before it publishes: the broker's work is per message, so a
-// message of 20 events costs it about what one of one does; nobody waits
-// on the linger but the events' confirm (the ingress answers before it, the
+// Batching: one message at a time is published (maxFlushers), of up to
+// maxBatch events (~200 bytes each); the events that come while it awaits
+// its confirm make the next one. A flusher may also gather events for a
+// linger (DefaultLinger, or SetLinger) before it publishes. The broker's
+// work is mostly per message, so a message of 20 events costs it about what
+// one of one does: measured, one message at a time without a linger cost the
+// forwarder 20 % less CPU and the broker 20 % less per registration than two
+// at a time with 1 ms (docs/BENCHMARKS.md, "Event cost"). Nobody waits on
+// the batching but the events' confirm (the ingress answers before it, the
 // forwarder's workers go on with their next delivery).
 const (
-	maxFlushers = 2
+	maxFlushers = 1
 	maxBatch    = 256
 	// DefaultLinger suits a publisher nobody waits on (the ingress's
 	// accepted events); the forwarder, whose acks wait on their events'

@@ -39,8 +39,9 @@ type Config struct {
 	Breaker           breaker.Options
 	HoldMax           time.Duration
 	// EventsLinger is how long a delivery's events gather with others'
-	// before one message takes them (FORWARDER_EVENTS_LINGER). Its ack
-	// waits for them, holding a prefetch slot: keep it short.
+	// before one message takes them (FORWARDER_EVENTS_LINGER; by default
+	// none: the events that come while a message awaits its confirm make
+	// the next). Its ack waits for them, holding a prefetch slot.
 	EventsLinger time.Duration
 	LogLevel     string
 	LogFormat    string
@@ -99,7 +100,7 @@ func Load(getenv config.Getenv) (Config, error) {
 		DeliveryTimeout:   l.Duration("DELIVERY_TIMEOUT", 10*time.Second),
 		NonRetryable:      l.IntSet("NON_RETRY_STATUS_CODES", DefaultNonRetryable),
 		PublishTimeout:    l.Duration("PUBLISH_TIMEOUT", 5*time.Second),
-		EventsLinger:      l.Duration("FORWARDER_EVENTS_LINGER", time.Millisecond),
+		EventsLinger:      l.Duration("FORWARDER_EVENTS_LINGER", 0),
 		PublisherChannels: l.Int("PUBLISHER_CHANNELS", 2),
 		AdminAddr:         l.String("FORWARDER_ADMIN_ADDR", ":8291"),
 		PProf:             l.Switch("FORWARDER_PPROF", false),
@@ -120,15 +121,11 @@ func Load(getenv config.Getenv) (Config, error) {
 		RedriveInterval: l.Duration("DEAD_LETTER_REDRIVE_INTERVAL", 0),
 		RedriveMax:      l.Int("DEAD_LETTER_REDRIVE_MAX", 3),
 	}
-	// With events on, a delivered message's ack waits for its events'
-	// confirm, and meanwhile holds its prefetch slot: twice the workers
-	// keep as many deliveries in flight (measured: docs/BENCHMARKS.md,
-	// "Event cost").
-	defaultConcurrency := 16
-	if c.Topology.Events {
-		defaultConcurrency = 32
-	}
-	c.Concurrency = l.Int("FORWARDER_CONCURRENCY", defaultConcurrency)
+	// 32 workers: with 16, a forwarder draining a backlog or keeping up
+	// with a steady load delivered 10–25 % less (docs/BENCHMARKS.md), and
+	// with events on a delivered message's ack waits for its events'
+	// confirm, holding its prefetch slot meanwhile.
+	c.Concurrency = l.Int("FORWARDER_CONCURRENCY", 32)
 	// Two unacked messages per worker by default: a worker that finishes
 	// finds its next message already here instead of waiting a round trip
 	// for it (measured: +30% at 16 and 64 workers against a 20 ms backend).

@@ -21,7 +21,7 @@ func TestLoad_Defaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Concurrency != 16 || c.Prefetch != 32 || c.DeliveryTimeout != 10*time.Second || c.AdminAddr != ":8291" ||
+	if c.Concurrency != 32 || c.Prefetch != 64 || c.DeliveryTimeout != 10*time.Second || c.AdminAddr != ":8291" ||
 		c.Topology.MaxAttempts != 4 || c.Topology.RetryInitial != time.Second || c.Topology.RetryMultiplier != 5 ||
 		c.Topology.RetryMax != 10*time.Minute || c.Metrics.QueueInterval != 10*time.Second {
 		t.Errorf("defaults: %+v", c)
@@ -47,10 +47,8 @@ func TestLoad_EventsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A delivered message's ack waits for its events: more workers, so as
-	// many deliveries stay in flight.
-	if c.Concurrency != 32 || c.Prefetch != 64 || c.EventsLinger != time.Millisecond {
-		t.Errorf("EVENTS=on: concurrency %d, prefetch %d, linger %s; want 32, 64, 1ms", c.Concurrency, c.Prefetch, c.EventsLinger)
+	if c.Concurrency != 32 || c.Prefetch != 64 || c.EventsLinger != 0 {
+		t.Errorf("EVENTS=on: concurrency %d, prefetch %d, linger %s; want 32, 64, none", c.Concurrency, c.Prefetch, c.EventsLinger)
 	}
 	c, err = load(map[string]string{"EVENTS": "on", "FORWARDER_CONCURRENCY": "8", "FORWARDER_EVENTS_LINGER": "3ms"})
 	if err != nil || c.Concurrency != 8 || c.Prefetch != 16 || c.EventsLinger != 3*time.Millisecond {
