@@ -121,9 +121,9 @@ func Load(getenv config.Getenv) (Config, error) {
 		RedriveInterval: l.Duration("DEAD_LETTER_REDRIVE_INTERVAL", 0),
 		RedriveMax:      l.Int("DEAD_LETTER_REDRIVE_MAX", 3),
 	}
-	// 32 workers: with 16, a forwarder draining a backlog or keeping up
-	// with a steady load delivered 10–25 % less (docs/BENCHMARKS.md), and
-	// with events on a delivered message's ack waits for its events'
+	// 32 workers: 16 delivered 10–13 % less under a steady closed-loop
+	// load, with or without failures (docs/BENCHMARKS.md, "Event cost");
+	// and with events on, a delivered message's ack waits for its events'
 	// confirm, holding its prefetch slot meanwhile.
 	c.Concurrency = l.Int("FORWARDER_CONCURRENCY", 32)
 	// Two unacked messages per worker by default: a worker that finishes
