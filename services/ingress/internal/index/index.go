@@ -233,47 +233,16 @@ var errBadState = errors.New("malformed state")
 
 // decode reads what encode wrote.
 func (st *state) decode(b []byte) error {
-	u := func() int64 {
-		v, n := binary.Uvarint(b)
-		if n <= 0 {
-			b = nil
-			return 0
-		}
-		b = b[n:]
-		return int64(v)
-	}
-	v := func() int64 {
-		x, n := binary.Varint(b)
-		if n <= 0 {
-			b = nil
-			return 0
-		}
-		b = b[n:]
-		return x
-	}
-	st.Redrive, st.Attempt = int(u()), int(u())
-	st.At, st.AcceptedAt, st.RedrivenAt = v(), v(), v()
-	if len(b) == 0 {
-		return errBadState
-	}
-	st.Delivered, b = b[0] == 1, b[1:]
-	str := func() []byte {
-		n := int(u())
-		if n > len(b) {
-			b = nil
-			return nil
-		}
-		s := b[:n]
-		b = b[n:]
-		return s
-	}
-	st.Status, st.Type, st.Tier = string(str()), string(str()), string(str())
-	if w := str(); len(w) > 0 {
+	r := varintReader{b: b}
+	st.Redrive, st.Attempt = int(r.uvarint()), int(r.uvarint())
+	st.At, st.AcceptedAt, st.RedrivenAt = r.varint(), r.varint(), r.varint()
+	st.Delivered = r.byte() == 1
+	st.Status, st.Type, st.Tier = string(r.bytes()), string(r.bytes()), string(r.bytes())
+	st.Wait = nil
+	if w := r.bytes(); len(w) > 0 {
 		st.Wait = bytes.Clone(w)
-	} else {
-		st.Wait = nil
 	}
-	if b == nil {
+	if r.bad {
 		return errBadState
 	}
 	return nil

@@ -108,60 +108,30 @@ func appendEvent(b []byte, e *events.Event) []byte {
 // of b.
 func readEvent(b []byte, id string) (events.Event, []byte, error) {
 	e := events.Event{V: events.Version, ID: id}
-	flags, n := binary.Uvarint(b)
-	if n <= 0 {
-		return e, nil, errBadEvent
-	}
-	b = b[n:]
-	bad := false
-	uv := func() uint64 {
-		v, n := binary.Uvarint(b)
-		if n <= 0 {
-			bad = true
-			return 0
-		}
-		b = b[n:]
-		return v
-	}
-	vi := func() int64 {
-		v, n := binary.Varint(b)
-		if n <= 0 {
-			bad = true
-			return 0
-		}
-		b = b[n:]
-		return v
-	}
+	r := varintReader{b: b}
+	flags := r.uvarint()
 	str := func(f uint64) string {
-		if flags&f == 0 || bad {
+		if flags&f == 0 {
 			return ""
 		}
-		l := uv()
-		if bad || l > uint64(len(b)) {
-			bad = true
-			return ""
-		}
-		s := string(b[:l])
-		b = b[l:]
-		return s
+		return string(r.bytes())
 	}
 	tm := func(f uint64) *time.Time {
-		if flags&f == 0 || bad {
+		if flags&f == 0 {
 			return nil
 		}
-		sec, nsec := vi(), uv()
-		if bad || nsec > math.MaxInt32 {
-			bad = true
-			return nil
+		sec, nsec := r.varint(), r.uvarint()
+		if nsec > math.MaxInt32 {
+			r.bad = true
 		}
 		t := time.Unix(sec, int64(nsec)).UTC()
 		return &t
 	}
 	num := func(f uint64) int64 {
-		if flags&f == 0 || bad {
+		if flags&f == 0 {
 			return 0
 		}
-		return vi()
+		return r.varint()
 	}
 	e.Type = str(fType)
 	if t := tm(fAt); t != nil {
@@ -183,8 +153,57 @@ func readEvent(b []byte, id string) (events.Event, []byte, error) {
 	e.Tier = str(fTier)
 	e.Due = tm(fDue)
 	e.Reason = str(fReason)
-	if bad {
+	if r.bad {
 		return e, nil, errBadEvent
 	}
-	return e, b, nil
+	return e, r.b, nil
+}
+
+// varintReader reads the index's binary forms: varints, bytes after their
+// length, single bytes. Once a read finds b short or malformed, bad is set
+// and every later read gives zero.
+type varintReader struct {
+	b   []byte
+	bad bool
+}
+
+func (r *varintReader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if r.bad || n <= 0 {
+		r.bad = true
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *varintReader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if r.bad || n <= 0 {
+		r.bad = true
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *varintReader) bytes() []byte {
+	n := r.uvarint()
+	if r.bad || n > uint64(len(r.b)) {
+		r.bad = true
+		return nil
+	}
+	s := r.b[:n]
+	r.b = r.b[n:]
+	return s
+}
+
+func (r *varintReader) byte() byte {
+	if r.bad || len(r.b) == 0 {
+		r.bad = true
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
 }
