@@ -21,7 +21,7 @@ import (
 //     order, strings without escapes, integers, booleans, null, whitespace
 //     between tokens) and reports anything else as not understood: unknown
 //     or repeated keys, escapes, fractions and exponents, invalid input.
-//     Its callers (Parse, ParseMessage, SplitMessage) then hand that event
+//     Its callers (Parse, ParseMessage) then hand that event
 //     or message to encoding/json, so they accept, reject and return what
 //     it does.
 
@@ -224,14 +224,13 @@ func parseMessageJSON(body []byte) ([]Event, error) {
 	return evs, nil
 }
 
-// decodeMessage decodes body, a JSON array of event objects, and, if
-// withRaws, each object's bytes (sub-slices of body). It reports false for
+// decodeMessage decodes body, a JSON array of event objects. It reports false for
 // input it does not fully understand. An empty array gives an empty,
 // non-nil slice, as encoding/json does.
-func decodeMessage(body []byte, withRaws bool) (raws [][]byte, evs []Event, ok bool) {
+func decodeMessage(body []byte) (evs []Event, ok bool) {
 	i := skipSpace(body, 0)
 	if i == len(body) || body[i] != '[' {
-		return nil, nil, false
+		return nil, false
 	}
 	i = skipSpace(body, i+1)
 	// The number of objects AppendEvent joined, as a capacity hint only: a
@@ -239,32 +238,26 @@ func decodeMessage(body []byte, withRaws bool) (raws [][]byte, evs []Event, ok b
 	n := min(bytes.Count(body, []byte("},{"))+1, maxBatch)
 	d := decoder{per: n}
 	evs = make([]Event, 0, n)
-	if withRaws {
-		raws = make([][]byte, 0, n)
-	}
 	if i < len(body) && body[i] == ']' {
-		return raws, evs, skipSpace(body, i+1) == len(body)
+		return evs, skipSpace(body, i+1) == len(body)
 	}
 	for {
 		evs = append(evs, Event{})
 		end, ok := d.scanEvent(body, i, &evs[len(evs)-1])
 		if !ok {
-			return nil, nil, false
-		}
-		if withRaws {
-			raws = append(raws, body[i:end:end])
+			return nil, false
 		}
 		i = skipSpace(body, end)
 		if i == len(body) {
-			return nil, nil, false
+			return nil, false
 		}
 		switch body[i] {
 		case ',':
 			i = skipSpace(body, i+1)
 		case ']':
-			return raws, evs, skipSpace(body, i+1) == len(body)
+			return evs, skipSpace(body, i+1) == len(body)
 		default:
-			return nil, nil, false
+			return nil, false
 		}
 	}
 }
@@ -586,23 +579,6 @@ func skipSpace(b []byte, i int) int {
 		i++
 	}
 	return i
-}
-
-// rawElements returns the bytes of each element of body, a valid JSON
-// array whose elements encoding/json read as raws (copies of theirs), as
-// sub-slices of body.
-func rawElements(body []byte, raws []json.RawMessage) [][]byte {
-	out := make([][]byte, len(raws))
-	i := skipSpace(body, 0) + 1 // past '['
-	for k, raw := range raws {
-		i = skipSpace(body, i)
-		if body[i] == ',' {
-			i = skipSpace(body, i+1)
-		}
-		out[k] = body[i : i+len(raw) : i+len(raw)]
-		i += len(raw)
-	}
-	return out
 }
 
 // checkEvents reports the first event of evs that this relay cannot read:

@@ -9,13 +9,12 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/railco/relay/pkg/events"
 )
 
 // The codec's contract: AppendEvent writes what json.Marshal writes, and
-// Parse, ParseMessage and SplitMessage return what encoding/json returns
+// Parse and ParseMessage return what encoding/json returns
 // (an error exactly when it errs). These references are the encoding/json
 // code the codec replaced.
 
@@ -46,25 +45,6 @@ func parseMessageJSON(body []byte) ([]events.Event, error) {
 		}
 	}
 	return evs, nil
-}
-
-func splitMessageJSON(body []byte) ([]json.RawMessage, []events.Event, error) {
-	var raws []json.RawMessage
-	if err := json.Unmarshal(body, &raws); err != nil {
-		return nil, nil, err
-	}
-	evs := make([]events.Event, len(raws))
-	for i, raw := range raws {
-		e, err := parseJSON(raw)
-		if err == nil {
-			err = checkJSON(e)
-		}
-		if err != nil {
-			return nil, nil, err
-		}
-		evs[i] = e
-	}
-	return raws, evs, nil
 }
 
 var (
@@ -212,7 +192,7 @@ func TestMessage_BodyIsJSONMarshalOfEvents(t *testing.T) {
 	}
 }
 
-// parseCases are inputs for Parse, ParseMessage and SplitMessage: the
+// parseCases are inputs for Parse and ParseMessage: the
 // codec's own JSON, and what it must leave to encoding/json.
 var parseCases = []string{
 	``,
@@ -328,7 +308,7 @@ func TestParse_ReturnsWhatEncodingJSONReturns(t *testing.T) {
 	}
 }
 
-// checkParse checks Parse, ParseMessage and SplitMessage of b against
+// checkParse checks Parse and ParseMessage of b against
 // encoding/json.
 func checkParse(t *testing.T, b []byte) {
 	t.Helper()
@@ -346,26 +326,9 @@ func checkParse(t *testing.T, b []byte) {
 		t.Fatalf("ParseMessage(%q) = %+v, %v\nencoding/json: %+v, %v", b, evs, err, wantEvs, wantErr)
 	}
 
-	raws, evs, err := events.SplitMessage(b)
-	wantRaws, wantEvs, wantErr := splitMessageJSON(b)
-	if (err != nil) != (wantErr != nil) || !reflect.DeepEqual(evs, wantEvs) || len(raws) != len(wantRaws) {
-		t.Fatalf("SplitMessage(%q) = %q, %+v, %v\nencoding/json: %q, %+v, %v", b, raws, evs, err, wantRaws, wantEvs, wantErr)
-	}
-	for i := range raws {
-		if !bytes.Equal(raws[i], wantRaws[i]) || !within(raws[i], b) {
-			t.Fatalf("SplitMessage(%q): raw %d is %q, want %q (a sub-slice of the body)", b, i, raws[i], wantRaws[i])
-		}
-	}
 	if !bytes.Equal(b, in) {
 		t.Fatalf("the input changed: %q, was %q", b, in)
 	}
-}
-
-// within reports whether sub is a slice of body's memory.
-func within(sub, body []byte) bool {
-	s := uintptr(unsafe.Pointer(unsafe.SliceData(sub)))
-	b := uintptr(unsafe.Pointer(unsafe.SliceData(body)))
-	return s >= b && s+uintptr(len(sub)) <= b+uintptr(len(body))
 }
 
 func TestParseMessage_TakesTheFastPathForItsOwnJSON(t *testing.T) {
@@ -421,7 +384,7 @@ func FuzzAppendEvent(f *testing.F) {
 	})
 }
 
-// FuzzParse checks Parse, ParseMessage and SplitMessage against
+// FuzzParse checks Parse and ParseMessage against
 // encoding/json for any input.
 func FuzzParse(f *testing.F) {
 	for _, c := range parseCases {
@@ -519,28 +482,6 @@ func BenchmarkJSONParseMessage(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := parseMessageJSON(body); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-func BenchmarkSplitMessage(b *testing.B) {
-	body := events.Message(realisticEvents(20)).Body
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, _, err := events.SplitMessage(body); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-func BenchmarkJSONSplitMessage(b *testing.B) {
-	body := events.Message(realisticEvents(20)).Body
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, _, err := splitMessageJSON(body); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -2,7 +2,6 @@ package events
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"sync"
@@ -97,7 +96,7 @@ const HeaderCount = "x-relay-event-count"
 // fails for a version it does not know, or an event without id or type.
 // It reads the body as json.Unmarshal would (see codec.go).
 func ParseMessage(body []byte) ([]Event, error) {
-	_, evs, ok := decodeMessage(body, false)
+	evs, ok := decodeMessage(body)
 	if !ok {
 		return parseMessageJSON(body) // not the JSON AppendEvent writes
 	}
@@ -334,35 +333,4 @@ func TimePtr(t time.Time) *time.Time {
 	}
 	t = t.UTC()
 	return &t
-}
-
-// SplitMessage reads an event message's body as ParseMessage does, and
-// returns each event's own JSON (sub-slices of body) beside it.
-func SplitMessage(body []byte) ([][]byte, []Event, error) {
-	raws, evs, ok := decodeMessage(body, true)
-	if ok {
-		if err := checkEvents(evs); err != nil {
-			return nil, nil, err
-		}
-		return raws, evs, nil
-	}
-	// Not the JSON AppendEvent writes: encoding/json's turn, for the array
-	// and then (through Parse) for each event.
-	var copies []json.RawMessage
-	if err := json.Unmarshal(body, &copies); err != nil {
-		return nil, nil, fmt.Errorf("parse events: %w", err)
-	}
-	raws = rawElements(body, copies)
-	evs = make([]Event, len(raws))
-	for i, raw := range raws {
-		e, err := Parse(raw)
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := checkEvent(&e); err != nil {
-			return nil, nil, err
-		}
-		evs[i] = e
-	}
-	return raws, evs, nil
 }

@@ -196,16 +196,16 @@ type Record struct {
 // enough to tell, as each event comes, its status and where it waits,
 // without reading its other events.
 type state struct {
-	Status     string `json:"s,omitempty"`
-	Type       string `json:"t,omitempty"` // the status-bearing event ranked highest so far
-	Redrive    int    `json:"r,omitempty"`
-	Attempt    int    `json:"a,omitempty"`
-	At         int64  `json:"at,omitempty"`  // its time, Unix ns
-	Tier       string `json:"q,omitempty"`   // its retry tier
-	AcceptedAt int64  `json:"acc,omitempty"` // Unix ns
-	RedrivenAt int64  `json:"rd,omitempty"`  // the latest redrive, Unix ns
-	Wait       []byte `json:"w,omitempty"`   // its bucketWait key
-	Delivered  bool   `json:"d,omitempty"`   // delivery latency observed
+	Status     string
+	Type       string // the status-bearing event ranked highest so far
+	Redrive    int
+	Attempt    int
+	At         int64  // its time, Unix ns
+	Tier       string // its retry tier
+	AcceptedAt int64  // Unix ns
+	RedrivenAt int64  // the latest redrive, Unix ns
+	Wait       []byte // its bucketWait key
+	Delivered  bool   // delivery latency observed
 }
 
 // encode returns st in the index's binary form: fixed fields, then the
