@@ -144,8 +144,15 @@ func TestForwarder_ParkedMoveHandsTheMessageBackAtHoldMax(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("consume: %v", err)
 	}
-	// Shut down with publishing still off: the message is handed back, not lost.
-	if n := brokertest.Depth(t, conn, topo.Queue); n != 1 {
+	// Shut down with publishing still off: the message is handed back, not
+	// lost. A nack and a channel close are not confirmed by the broker, and a
+	// quorum queue applies the return through its log: wait for it to show.
+	n := 0
+	brokertest.Eventually(t, 10*time.Second, "the message back in the main queue after shutdown", func() bool {
+		n = brokertest.Depth(t, conn, topo.Queue)
+		return n >= 1
+	})
+	if n != 1 {
 		t.Errorf("main queue holds %d after shutdown, want the message back (1)", n)
 	}
 }
