@@ -42,6 +42,7 @@ type Client struct {
 	endpoint string
 	shown    string // endpoint without its password, for error texts; "" when it has none
 	http     *http.Client
+	fast     *h1 // plain http:// without a proxy: attempts without the Transport; nil otherwise
 	signer   *signing.Signer
 	now      func() time.Time
 }
@@ -98,11 +99,17 @@ func New(o Options) *Client {
 			c.shown = u.Redacted()
 		}
 	}
+	c.fast = newH1(o.Endpoint, c.shown, o.Conns)
 	return c
 }
 
 // Close releases idle connections.
-func (c *Client) Close() { c.http.CloseIdleConnections() }
+func (c *Client) Close() {
+	c.http.CloseIdleConnections()
+	if c.fast != nil {
+		c.fast.close()
+	}
+}
 
 // ValidID reports whether id can be sent as the Idempotency-Key header. An id
 // that cannot (a control character, say: a message published straight to the
@@ -126,6 +133,16 @@ func (c *Client) Deliver(ctx context.Context, r Request) Result {
 	start := time.Now()
 	if err := ValidID(r.ID); err != nil {
 		return Result{Err: err}
+	}
+	if c.fast != nil && len(r.Body) <= h1MaxBody {
+		hd := h1Headers{id: r.ID, attempt: strconv.Itoa(r.Attempt)}
+		if c.signer != nil {
+			var scratch [256]byte
+			b, at := c.signer.AppendHeaders(scratch[:0], r.ID, c.now().Unix(), r.Body)
+			both := string(b)
+			hd.timestamp, hd.signatures = both[:at], both[at:]
+		}
+		return c.fast.do(ctx, hd, r.Body, start)
 	}
 	w := &writeWatch{signal: make(chan struct{}, 1)}
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: w.gotConn, WroteRequest: w.wroteRequest})
@@ -169,8 +186,7 @@ func (c *Client) Deliver(ctx context.Context, r Request) Result {
 		res.Location = resp.Header.Get("Location")
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-		res.Err = &StatusError{Code: resp.StatusCode, Body: strings.TrimSpace(string(snippet)), Location: res.Location}
+		res.Err = statusError(resp)
 		// Drain a little so the connection can be reused; a huge answer is not worth it.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		res.Duration = time.Since(start)
@@ -187,6 +203,16 @@ func (c *Client) Deliver(ctx context.Context, r Request) Result {
 	}
 	res.Duration = time.Since(start)
 	return res
+}
+
+// statusError reads the first KiB of a non-2xx answer's body.
+func statusError(resp *http.Response) *StatusError {
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	e := &StatusError{Code: resp.StatusCode, Body: strings.TrimSpace(string(snippet))}
+	if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
+		e.Location = resp.Header.Get("Location")
+	}
+	return e
 }
 
 // redact takes the endpoint's password out of err: a *url.Error names the

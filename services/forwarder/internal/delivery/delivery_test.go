@@ -21,85 +21,89 @@ import (
 )
 
 func TestDeliver_SendsHeadersAndBody(t *testing.T) {
-	var got *http.Request
-	var body string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		got, body = r, string(b)
-		w.WriteHeader(http.StatusAccepted)
-	}))
-	defer srv.Close()
-	c := delivery.NewClient(srv.URL+"/catering", 1)
-	defer c.Close()
+	eachPath(t, func(t *testing.T) {
+		var got *http.Request
+		var body string
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			got, body = r, string(b)
+			w.WriteHeader(http.StatusAccepted)
+		}))
+		defer srv.Close()
+		c := newClient(delivery.Options{Endpoint: srv.URL + "/catering", Conns: 1})
+		defer c.Close()
 
-	res := c.Deliver(context.Background(), delivery.Request{ID: "k-1", Attempt: 3, Body: []byte(" {\"a\": 1}\n")})
-	if res.Status != 202 || res.Err != nil {
-		t.Fatalf("result %+v", res)
-	}
-	if got.Method != http.MethodPost || got.URL.Path != "/catering" || body != " {\"a\": 1}\n" {
-		t.Errorf("%s %s body %q", got.Method, got.URL.Path, body)
-	}
-	for k, want := range map[string]string{"Content-Type": "application/json", "Idempotency-Key": "k-1", "X-Delivery-Attempt": "3"} {
-		if v := got.Header.Get(k); v != want {
-			t.Errorf("%s = %q, want %q", k, v, want)
+		res := c.Deliver(context.Background(), delivery.Request{ID: "k-1", Attempt: 3, Body: []byte(" {\"a\": 1}\n")})
+		if res.Status != 202 || res.Err != nil {
+			t.Fatalf("result %+v", res)
 		}
-	}
+		if got.Method != http.MethodPost || got.URL.Path != "/catering" || body != " {\"a\": 1}\n" {
+			t.Errorf("%s %s body %q", got.Method, got.URL.Path, body)
+		}
+		for k, want := range map[string]string{"Content-Type": "application/json", "Idempotency-Key": "k-1", "X-Delivery-Attempt": "3"} {
+			if v := got.Header.Get(k); v != want {
+				t.Errorf("%s = %q, want %q", k, v, want)
+			}
+		}
+	})
 }
 
 func TestDeliver_Failures(t *testing.T) {
-	long := strings.Repeat("x", 5000)
-	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/long":
-			w.WriteHeader(500)
-			_, _ = io.WriteString(w, long)
-		case "/later":
-			w.Header().Set("Retry-After", "7")
-			w.WriteHeader(429)
-		case "/date":
-			w.Header().Set("Retry-After", time.Now().Add(90*time.Second).UTC().Format(http.TimeFormat))
-			w.WriteHeader(503)
-		case "/slow":
-			select {
-			case <-r.Context().Done():
-			case <-release:
+	eachPath(t, func(t *testing.T) {
+		long := strings.Repeat("x", 5000)
+		release := make(chan struct{})
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch r.URL.Path {
+			case "/long":
+				w.WriteHeader(500)
+				_, _ = io.WriteString(w, long)
+			case "/later":
+				w.Header().Set("Retry-After", "7")
+				w.WriteHeader(429)
+			case "/date":
+				w.Header().Set("Retry-After", time.Now().Add(90*time.Second).UTC().Format(http.TimeFormat))
+				w.WriteHeader(503)
+			case "/slow":
+				select {
+				case <-r.Context().Done():
+				case <-release:
+				}
 			}
+		}))
+		defer srv.Close()
+		defer close(release) // before Close, which waits for handlers
+		call := func(path string, timeout time.Duration) delivery.Result {
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			return newClient(delivery.Options{Endpoint: srv.URL + path, Conns: 1}).Deliver(ctx, delivery.Request{ID: "k", Attempt: 1, Body: []byte("{}")})
 		}
-	}))
-	defer srv.Close()
-	defer close(release) // before Close, which waits for handlers
-	call := func(path string, timeout time.Duration) delivery.Result {
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		return delivery.NewClient(srv.URL+path, 1).Deliver(ctx, delivery.Request{ID: "k", Attempt: 1, Body: []byte("{}")})
-	}
 
-	res := call("/long", time.Second)
-	var se *delivery.StatusError
-	if !errors.As(res.Err, &se) || se.Code != 500 || len(se.Body) != 1024 {
-		t.Errorf("500 with a long body: %v (body kept %d bytes, want 1024)", res.Err, len(se.Body))
-	}
-	if res := call("/later", time.Second); res.Status != 429 || res.RetryAfter != 7*time.Second {
-		t.Errorf("429: status %d retry-after %s, want 7s", res.Status, res.RetryAfter)
-	}
-	if res := call("/date", time.Second); res.RetryAfter < 80*time.Second || res.RetryAfter > 91*time.Second {
-		t.Errorf("Retry-After as a date: %s, want about 90s", res.RetryAfter)
-	}
-	if res := call("/slow", 100*time.Millisecond); res.Status != 0 || !errors.Is(res.Err, context.DeadlineExceeded) {
-		t.Errorf("timeout: status %d err %v", res.Status, res.Err)
-	}
+		res := call("/long", time.Second)
+		var se *delivery.StatusError
+		if !errors.As(res.Err, &se) || se.Code != 500 || len(se.Body) != 1024 {
+			t.Errorf("500 with a long body: %v (body kept %d bytes, want 1024)", res.Err, len(se.Body))
+		}
+		if res := call("/later", time.Second); res.Status != 429 || res.RetryAfter != 7*time.Second {
+			t.Errorf("429: status %d retry-after %s, want 7s", res.Status, res.RetryAfter)
+		}
+		if res := call("/date", time.Second); res.RetryAfter < 80*time.Second || res.RetryAfter > 91*time.Second {
+			t.Errorf("Retry-After as a date: %s, want about 90s", res.RetryAfter)
+		}
+		if res := call("/slow", 100*time.Millisecond); res.Status != 0 || !errors.Is(res.Err, context.DeadlineExceeded) {
+			t.Errorf("timeout: status %d err %v", res.Status, res.Err)
+		}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
-	refused := delivery.NewClient("http://"+addr, 1).Deliver(context.Background(), delivery.Request{ID: "k", Attempt: 1})
-	if refused.Status != 0 || refused.Err == nil {
-		t.Errorf("refused: %+v", refused)
-	}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close() // nothing listens there now
+		refused := newClient(delivery.Options{Endpoint: "http://" + addr, Conns: 1}).Deliver(context.Background(), delivery.Request{ID: "k", Attempt: 1})
+		if refused.Status != 0 || refused.Err == nil {
+			t.Errorf("refused: %+v", refused)
+		}
+	})
 }
 
 // rawServer answers every connection with handle, for answers net/http's
@@ -150,7 +154,7 @@ func deliver(t *testing.T, endpoint string, body []byte, timeout time.Duration) 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	c := delivery.NewClient(endpoint, 1)
+	c := newClient(delivery.Options{Endpoint: endpoint, Conns: 1})
 	defer c.Close()
 	return c.Deliver(ctx, delivery.Request{ID: "k", Attempt: 1, Body: body})
 }
@@ -159,85 +163,91 @@ func deliver(t *testing.T, endpoint string, body []byte, timeout time.Duration) 
 // looked like a delivery; a 307 would re-send the body and the
 // Idempotency-Key to another origin. Neither is followed.
 func TestDeliver_NeverFollowsRedirects(t *testing.T) {
-	var elsewhere atomic.Int32
-	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		elsewhere.Add(1) // GET /landing after a 302, or the POST after a 307
-	}))
-	defer other.Close()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		code, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/"))
-		w.Header().Set("Location", other.URL+"/landing")
-		w.WriteHeader(code)
-	}))
-	defer srv.Close()
+	eachPath(t, func(t *testing.T) {
+		var elsewhere atomic.Int32
+		other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			elsewhere.Add(1) // GET /landing after a 302, or the POST after a 307
+		}))
+		defer other.Close()
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			code, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/"))
+			w.Header().Set("Location", other.URL+"/landing")
+			w.WriteHeader(code)
+		}))
+		defer srv.Close()
 
-	for _, code := range []int{301, 302, 303, 307, 308} {
-		res := deliver(t, fmt.Sprintf("%s/%d", srv.URL, code), []byte("{}"), time.Second)
-		var se *delivery.StatusError
-		if res.Status != code || res.Kind() != delivery.Answered || !errors.As(res.Err, &se) {
-			t.Errorf("%d: status %d kind %v err %v; want the %d itself as a failed answer", code, res.Status, res.Kind(), res.Err, code)
+		for _, code := range []int{301, 302, 303, 307, 308} {
+			res := deliver(t, fmt.Sprintf("%s/%d", srv.URL, code), []byte("{}"), time.Second)
+			var se *delivery.StatusError
+			if res.Status != code || res.Kind() != delivery.Answered || !errors.As(res.Err, &se) {
+				t.Errorf("%d: status %d kind %v err %v; want the %d itself as a failed answer", code, res.Status, res.Kind(), res.Err, code)
+			}
+			if res.Location != other.URL+"/landing" || !strings.Contains(res.Err.Error(), other.URL+"/landing") {
+				t.Errorf("%d: Location %q, error %q; want the Location recorded in both", code, res.Location, res.Err)
+			}
 		}
-		if res.Location != other.URL+"/landing" || !strings.Contains(res.Err.Error(), other.URL+"/landing") {
-			t.Errorf("%d: Location %q, error %q; want the Location recorded in both", code, res.Location, res.Err)
+		if n := elsewhere.Load(); n != 0 {
+			t.Errorf("the redirect target got %d requests, want 0", n)
 		}
-	}
-	if n := elsewhere.Load(); n != 0 {
-		t.Errorf("the redirect target got %d requests, want 0", n)
-	}
+	})
 }
 
 // 1xx answers: interim ones (100, 103) are skipped and the final status
 // counts; a final 101 to a plain POST is not a delivery.
 func TestDeliver_InformationalAnswers(t *testing.T) {
-	tests := []struct {
-		name, answer string
-		status       int
-		delivered    bool
-	}{
-		{"103 then 200", "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 200, true},
-		{"100 then 500", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n", 500, false},
-		{"101", "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n", 101, false},
-		{"101, then silence", "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n", 101, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			release := make(chan struct{})
-			defer close(release)
-			url := rawServer(t, func(c net.Conn, r *bufio.Reader) {
-				n := readHead(t, r)
-				_, _ = io.CopyN(io.Discard, r, int64(n))
-				_, _ = io.WriteString(c, tt.answer)
-				if strings.HasSuffix(tt.name, "silence") {
-					<-release // the connection stays open, and says nothing more
+	eachPath(t, func(t *testing.T) {
+		tests := []struct {
+			name, answer string
+			status       int
+			delivered    bool
+		}{
+			{"103 then 200", "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 200, true},
+			{"100 then 500", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n", 500, false},
+			{"101", "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n", 101, false},
+			{"101, then silence", "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n", 101, false},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				release := make(chan struct{})
+				defer close(release)
+				url := rawServer(t, func(c net.Conn, r *bufio.Reader) {
+					n := readHead(t, r)
+					_, _ = io.CopyN(io.Discard, r, int64(n))
+					_, _ = io.WriteString(c, tt.answer)
+					if strings.HasSuffix(tt.name, "silence") {
+						<-release // the connection stays open, and says nothing more
+					}
+				})
+				started := time.Now()
+				res := deliver(t, url, []byte("{}"), 500*time.Millisecond)
+				if took := time.Since(started); took > 3*time.Second {
+					t.Errorf("Deliver took %s with a 500ms deadline", took)
+				}
+				delivered := res.Kind() == delivery.Answered && res.Err == nil
+				if res.Status != tt.status || delivered != tt.delivered {
+					t.Errorf("status %d delivered %v (err %v), want %d %v", res.Status, delivered, res.Err, tt.status, tt.delivered)
 				}
 			})
-			started := time.Now()
-			res := deliver(t, url, []byte("{}"), 500*time.Millisecond)
-			if took := time.Since(started); took > 3*time.Second {
-				t.Errorf("Deliver took %s with a 500ms deadline", took)
-			}
-			delivered := res.Kind() == delivery.Answered && res.Err == nil
-			if res.Status != tt.status || delivered != tt.delivered {
-				t.Errorf("status %d delivered %v (err %v), want %d %v", res.Status, delivered, res.Err, tt.status, tt.delivered)
-			}
-		})
-	}
+		}
+	})
 }
 
 // A 2xx whose answer is cut short (the backend died mid-answer) is not a
 // delivery: the backend may not have done the work.
 func TestDeliver_AnswerCutShortIsIncomplete(t *testing.T) {
-	url := rawServer(t, func(c net.Conn, r *bufio.Reader) {
-		n := readHead(t, r)
-		_, _ = io.CopyN(io.Discard, r, int64(n))
-		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"ok\"")
+	eachPath(t, func(t *testing.T) {
+		url := rawServer(t, func(c net.Conn, r *bufio.Reader) {
+			n := readHead(t, r)
+			_, _ = io.CopyN(io.Discard, r, int64(n))
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"ok\"")
+		})
+		res := deliver(t, url, []byte("{}"), 2*time.Second)
+		var inc *delivery.IncompleteError
+		if res.Kind() != delivery.Incomplete || !errors.As(res.Err, &inc) || !errors.Is(res.Err, io.ErrUnexpectedEOF) {
+			t.Errorf("kind %v err %v; want incomplete (unexpected EOF)", res.Kind(), res.Err)
+		}
 	})
-	res := deliver(t, url, []byte("{}"), 2*time.Second)
-	var inc *delivery.IncompleteError
-	if res.Kind() != delivery.Incomplete || !errors.As(res.Err, &inc) || !errors.Is(res.Err, io.ErrUnexpectedEOF) {
-		t.Errorf("kind %v err %v; want incomplete (unexpected EOF)", res.Kind(), res.Err)
-	}
 }
 
 // A 2xx sent before the server read our request is no delivery: it cannot
@@ -276,25 +286,27 @@ func TestDeliver_AnswerBeforeTheRequestWasSentIsIncomplete(t *testing.T) {
 // An id that is not a valid header value never leaves relay: the request
 // cannot be made, so no attempt could ever succeed.
 func TestDeliver_InvalidIDIsUnsendable(t *testing.T) {
-	var got atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { got.Add(1) }))
-	defer srv.Close()
-	c := delivery.NewClient(srv.URL, 1)
-	defer c.Close()
-	for _, id := range []string{"a\nb", "a\x00b", "a\rb", "\x7f"} {
-		res := c.Deliver(context.Background(), delivery.Request{ID: id, Attempt: 1, Body: []byte("{}")})
-		if res.Kind() != delivery.Unsendable || delivery.ValidID(id) == nil {
-			t.Errorf("id %q: kind %v err %v, want unsendable", id, res.Kind(), res.Err)
+	eachPath(t, func(t *testing.T) {
+		var got atomic.Int32
+		srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { got.Add(1) }))
+		defer srv.Close()
+		c := newClient(delivery.Options{Endpoint: srv.URL, Conns: 1})
+		defer c.Close()
+		for _, id := range []string{"a\nb", "a\x00b", "a\rb", "\x7f"} {
+			res := c.Deliver(context.Background(), delivery.Request{ID: id, Attempt: 1, Body: []byte("{}")})
+			if res.Kind() != delivery.Unsendable || delivery.ValidID(id) == nil {
+				t.Errorf("id %q: kind %v err %v, want unsendable", id, res.Kind(), res.Err)
+			}
 		}
-	}
-	for _, id := range []string{"reg-1", "sha256-00ff", "with space", "tab\tinside", "ünïcode"} {
-		if err := delivery.ValidID(id); err != nil {
-			t.Errorf("id %q: %v, want valid", id, err)
+		for _, id := range []string{"reg-1", "sha256-00ff", "with space", "tab\tinside", "ünïcode"} {
+			if err := delivery.ValidID(id); err != nil {
+				t.Errorf("id %q: %v, want valid", id, err)
+			}
 		}
-	}
-	if n := got.Load(); n != 0 {
-		t.Errorf("backend got %d requests, want 0", n)
-	}
+		if n := got.Load(); n != 0 {
+			t.Errorf("backend got %d requests, want 0", n)
+		}
+	})
 }
 
 // BenchmarkDeliver measures one attempt, client and (in-process) server
@@ -307,15 +319,19 @@ func BenchmarkDeliver(b *testing.B) {
 	defer srv.Close()
 	body := []byte(`{"passengerId":"241241d","class":"first"}`)
 	for _, bb := range []struct {
-		name    string
-		secrets string
-	}{{"unsigned", ""}, {"signed", testSecret}, {"signed-2-secrets", testSecret + " " + otherSecret}} {
+		name      string
+		secrets   string
+		transport bool
+	}{{"unsigned", "", false}, {"signed", testSecret, false}, {"signed-2-secrets", testSecret + " " + otherSecret, false}, {"unsigned-transport", "", true}} {
 		b.Run(bb.name, func(b *testing.B) {
 			signer, err := signing.New(bb.secrets)
 			if err != nil {
 				b.Fatal(err)
 			}
 			c := delivery.New(delivery.Options{Endpoint: srv.URL, Conns: 1, Signer: signer})
+			if bb.transport {
+				c.TransportOnly()
+			}
 			defer c.Close()
 			b.ReportAllocs()
 			for b.Loop() {
@@ -325,4 +341,32 @@ func BenchmarkDeliver(b *testing.B) {
 			}
 		})
 	}
+}
+
+// viaTransport says how the running subtest's clients send (eachPath).
+var viaTransport bool
+
+// eachPath runs f twice: with attempts made on the forwarder's own HTTP/1.1
+// path, and through net/http's Transport (https, a proxy, a large body).
+// Both must keep every promise Deliver makes.
+func eachPath(t *testing.T, f func(t *testing.T)) {
+	for _, transport := range []bool{false, true} {
+		name := "h1"
+		if transport {
+			name = "transport"
+		}
+		t.Run(name, func(t *testing.T) {
+			viaTransport = transport
+			defer func() { viaTransport = false }()
+			f(t)
+		})
+	}
+}
+
+func newClient(o delivery.Options) *delivery.Client {
+	c := delivery.New(o)
+	if viaTransport {
+		c.TransportOnly()
+	}
+	return c
 }
