@@ -108,13 +108,17 @@ type h1Headers struct {
 // not fill in itself.
 func (h *h1) do(ctx context.Context, hd h1Headers, body []byte, start time.Time) Result {
 	for try := 0; ; try++ {
-		c, reused, err := h.get(ctx)
+		c, reused, err := h.get(ctx, try > 0)
 		if err != nil {
 			return Result{Err: h.fail(ctx, err), Duration: time.Since(start)}
 		}
 		res, keep, stale := h.exchange(ctx, c, reused, hd, body, start)
 		if stale && try == 0 {
-			_ = c.Close() // closed by the backend while idle: once more on a new connection
+			// Closed by the backend while idle, the others most likely
+			// too (it restarted, or closes idle connections): once more
+			// on a new connection, and no more on the old ones.
+			_ = c.Close()
+			h.close()
 			continue
 		}
 		if keep {
@@ -206,11 +210,11 @@ func (h *h1) fail(ctx context.Context, err error) error {
 	return &url.Error{Op: "Post", URL: h.url, Err: err}
 }
 
-// get returns an idle connection, or a new one.
-func (h *h1) get(ctx context.Context) (c *h1Conn, reused bool, err error) {
+// get returns an idle connection, or a new one (always, with fresh).
+func (h *h1) get(ctx context.Context, fresh bool) (c *h1Conn, reused bool, err error) {
 	now := time.Now()
 	h.mu.Lock()
-	for len(h.pool) > 0 {
+	for len(h.pool) > 0 && !fresh {
 		c = h.pool[len(h.pool)-1]
 		h.pool = h.pool[:len(h.pool)-1]
 		if now.Sub(c.since) < h.idle {

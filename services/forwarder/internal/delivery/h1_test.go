@@ -80,6 +80,54 @@ func TestH1_RetriesOnceWhenAnIdleConnectionWasClosed(t *testing.T) {
 	}
 }
 
+// A backend that restarted closed every pooled connection: the attempt is
+// made on a new one, not on the next dead one.
+func TestH1_AfterARestartNoPooledConnectionIsTried(t *testing.T) {
+	const conns = 4
+	var reqs atomic.Int32
+	arrived := make(chan struct{}, conns)
+	answer := make(chan struct{})
+	closed := make(chan struct{}, 2*conns)
+	url := rawServer(t, func(c net.Conn, r *bufio.Reader) {
+		n := readHead(t, r)
+		_, _ = io.CopyN(io.Discard, r, int64(n))
+		if reqs.Add(1) <= conns {
+			arrived <- struct{}{}
+			<-answer // all four at once: four connections
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+		_ = c.Close() // as a restart would, without telling
+		closed <- struct{}{}
+	})
+	c := delivery.NewClient(url, conns)
+	defer c.Close()
+	results := make(chan delivery.Result, conns)
+	for range conns {
+		go func() {
+			results <- c.Deliver(context.Background(), delivery.Request{ID: "k", Attempt: 1, Body: []byte("{}")})
+		}()
+	}
+	for range conns {
+		<-arrived
+	}
+	close(answer)
+	for range conns {
+		if res := <-results; res.Err != nil {
+			t.Fatalf("before the restart: %+v", res)
+		}
+		<-closed
+	}
+	if n := c.Pooled(); n != conns {
+		t.Fatalf("%d pooled connections, want %d", n, conns)
+	}
+	if res := c.Deliver(context.Background(), delivery.Request{ID: "k", Attempt: 1, Body: []byte("{}")}); res.Err != nil || res.Status != 200 {
+		t.Errorf("after the restart: %+v", res)
+	}
+	if n := reqs.Load(); n != conns+1 {
+		t.Errorf("backend read %d requests, want %d", n, conns+1)
+	}
+}
+
 // A connection that failed after an answer began is not retried: the
 // attempt failed, and says so.
 func TestH1_NoRetryOnceAnAnswerBegan(t *testing.T) {
