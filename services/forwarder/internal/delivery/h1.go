@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -30,7 +31,9 @@ import (
 // arrived whole (the request went out whole before the answer was read); a
 // keep-alive connection the backend closed while it was idle (no byte of an
 // answer on a reused connection) is retried once on a new one, as the
-// Transport retries a request that carries an Idempotency-Key.
+// Transport retries a request that carries an Idempotency-Key; an idle
+// connection with bytes nobody asked for, or closed, is not used at all
+// (idleUsable), as the Transport's reading goroutine would have noticed.
 type h1 struct {
 	addr  string // host:port to dial
 	head  []byte // "POST /path HTTP/1.1\r\nHost: …\r\n" and the headers every attempt shares
@@ -53,6 +56,7 @@ const h1MaxInterim = 5
 
 type h1Conn struct {
 	net.Conn
+	raw   syscall.RawConn // for idleUsable; nil if the connection has none
 	br    *bufio.Reader
 	buf   []byte    // the request being written
 	read  int64     // bytes read on this connection: none means no answer began
@@ -217,11 +221,16 @@ func (h *h1) get(ctx context.Context, fresh bool) (c *h1Conn, reused bool, err e
 	for len(h.pool) > 0 && !fresh {
 		c = h.pool[len(h.pool)-1]
 		h.pool = h.pool[:len(h.pool)-1]
-		if now.Sub(c.since) < h.idle {
-			h.mu.Unlock()
+		if now.Sub(c.since) >= h.idle {
+			_ = c.Close()
+			continue
+		}
+		h.mu.Unlock()
+		if idleUsable(c.raw) {
 			return c, true, nil
 		}
 		_ = c.Close()
+		h.mu.Lock()
 	}
 	h.mu.Unlock()
 	conn, err := h.dial(ctx, "tcp", h.addr)
@@ -229,6 +238,9 @@ func (h *h1) get(ctx context.Context, fresh bool) (c *h1Conn, reused bool, err e
 		return nil, false, err
 	}
 	c = &h1Conn{Conn: conn}
+	if sc, ok := conn.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
+	}
 	c.br = bufio.NewReaderSize(c, 4<<10)
 	return c, false, nil
 }

@@ -134,6 +134,9 @@ func TestH1_NoRetryOnceAnAnswerBegan(t *testing.T) {
 	var reqs atomic.Int32
 	url := rawServer(t, func(c net.Conn, r *bufio.Reader) {
 		for {
+			if _, err := r.Peek(1); err != nil {
+				return // the client closed the connection
+			}
 			n := readHead(t, r)
 			if _, err := io.CopyN(io.Discard, r, int64(n)); err != nil {
 				return
@@ -188,5 +191,79 @@ func TestH1_PoolsOnlyReusableConnections(t *testing.T) {
 				t.Errorf("%d idle connections after %q, want 0", n, tt.name)
 			}
 		})
+	}
+}
+
+// Bytes that arrive on an idle connection were asked for by nobody: a stray
+// 2xx read as the next request's answer would be a false delivery. Such a
+// connection is not used again.
+func TestH1_AStrayAnswerOnAnIdleConnectionIsNeverTakenForTheNext(t *testing.T) {
+	var conns atomic.Int32
+	stray := make(chan struct{})
+	written := make(chan struct{})
+	url := rawServer(t, func(c net.Conn, r *bufio.Reader) {
+		first := conns.Add(1) == 1
+		n := readHead(t, r)
+		_, _ = io.CopyN(io.Discard, r, int64(n))
+		if !first {
+			_, _ = io.WriteString(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+		<-stray
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n") // answers nothing
+		close(written)
+		_, _ = r.ReadByte() // until the client closes
+	})
+	c := delivery.NewClient(url, 1)
+	defer c.Close()
+	if res := c.Deliver(context.Background(), delivery.Request{ID: "a", Attempt: 1, Body: []byte("{}")}); res.Err != nil {
+		t.Fatalf("first attempt: %+v", res)
+	}
+	close(stray)
+	<-written
+	// On loopback the stray answer is in the client's socket once the write
+	// returned; no event tells when the kernel has queued it, so allow a moment.
+	time.Sleep(50 * time.Millisecond)
+	res := c.Deliver(context.Background(), delivery.Request{ID: "b", Attempt: 1, Body: []byte("{}")})
+	if res.Status != 503 {
+		t.Errorf("second attempt: status %d err %v; want the 503 the backend gave it, not the stray 200", res.Status, res.Err)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Errorf("%d connections, want 2 (the one with the stray answer dropped)", n)
+	}
+}
+
+// A reused connection that the backend closes after reading the request,
+// without a byte of an answer, is taken for one closed while idle: the
+// attempt is made once more on a new connection. The backend may so see a
+// request twice (it dedupes on Idempotency-Key), never none.
+func TestH1_NoAnswerOnAReusedConnectionIsTriedOnceMore(t *testing.T) {
+	var reqs, conns atomic.Int32
+	url := rawServer(t, func(c net.Conn, r *bufio.Reader) {
+		conns.Add(1)
+		for {
+			if _, err := r.Peek(1); err != nil {
+				return // the client closed the connection
+			}
+			n := readHead(t, r)
+			if _, err := io.CopyN(io.Discard, r, int64(n)); err != nil {
+				return
+			}
+			if reqs.Add(1) == 2 {
+				return // read, and closed without an answer
+			}
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+		}
+	})
+	c := delivery.NewClient(url, 1)
+	defer c.Close()
+	for i := range 2 {
+		if res := c.Deliver(context.Background(), delivery.Request{ID: "k", Attempt: 1, Body: []byte("{}")}); res.Err != nil || res.Status != 200 {
+			t.Fatalf("attempt %d: %+v", i, res)
+		}
+	}
+	if r, n := reqs.Load(), conns.Load(); r != 3 || n != 2 {
+		t.Errorf("backend read %d requests on %d connections, want 3 on 2", r, n)
 	}
 }
