@@ -136,9 +136,9 @@ func (h *h1) do(ctx context.Context, hd h1Headers, body []byte, start time.Time)
 }
 
 // exchange writes the request on c and reads the answer. keep says whether
-// c can serve another request; stale, that c was reused and no byte of an
-// answer came before it failed.
-func (h *h1) exchange(ctx context.Context, c *h1Conn, reused bool, hd h1Headers, body []byte, start time.Time) (res Result, keep, stale bool) {
+// c can serve another request; retry, that c was reused and failed before
+// any byte of an answer, as one the backend closed while idle does.
+func (h *h1) exchange(ctx context.Context, c *h1Conn, reused bool, hd h1Headers, body []byte, start time.Time) (res Result, keep, retry bool) {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(dl)
 	} else if ctx.Done() != nil {
@@ -158,14 +158,19 @@ func (h *h1) exchange(ctx context.Context, c *h1Conn, reused bool, hd h1Headers,
 	b = append(b, body...)
 	c.buf = b
 	readBefore := c.read
+	// Stale: the connection was reused, failed before any byte of an answer,
+	// and not because time ran out (a slow backend is no closed connection).
+	stale := func(err error) bool {
+		return reused && c.read == readBefore && ctx.Err() == nil && !errors.Is(err, os.ErrDeadlineExceeded)
+	}
 	if _, err := c.Write(b); err != nil {
-		return Result{Err: h.fail(ctx, err)}, false, reused
+		return Result{Err: h.fail(ctx, err)}, false, stale(err)
 	}
 	var resp *http.Response
 	for interim := 0; ; interim++ {
 		r, err := http.ReadResponse(c.br, nil)
 		if err != nil {
-			return Result{Err: h.fail(ctx, err)}, false, reused && c.read == readBefore
+			return Result{Err: h.fail(ctx, err)}, false, stale(err)
 		}
 		if r.StatusCode >= 200 || r.StatusCode == http.StatusSwitchingProtocols || interim == h1MaxInterim {
 			resp = r

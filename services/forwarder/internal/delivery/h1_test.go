@@ -134,11 +134,7 @@ func TestH1_NoRetryOnceAnAnswerBegan(t *testing.T) {
 	var reqs atomic.Int32
 	url := rawServer(t, func(c net.Conn, r *bufio.Reader) {
 		for {
-			if _, err := r.Peek(1); err != nil {
-				return // the client closed the connection
-			}
-			n := readHead(t, r)
-			if _, err := io.CopyN(io.Discard, r, int64(n)); err != nil {
+			if !nextRequest(t, r) {
 				return
 			}
 			if reqs.Add(1) == 1 {
@@ -243,11 +239,7 @@ func TestH1_NoAnswerOnAReusedConnectionIsTriedOnceMore(t *testing.T) {
 	url := rawServer(t, func(c net.Conn, r *bufio.Reader) {
 		conns.Add(1)
 		for {
-			if _, err := r.Peek(1); err != nil {
-				return // the client closed the connection
-			}
-			n := readHead(t, r)
-			if _, err := io.CopyN(io.Discard, r, int64(n)); err != nil {
+			if !nextRequest(t, r) {
 				return
 			}
 			if reqs.Add(1) == 2 {
@@ -265,5 +257,66 @@ func TestH1_NoAnswerOnAReusedConnectionIsTriedOnceMore(t *testing.T) {
 	}
 	if r, n := reqs.Load(), conns.Load(); r != 3 || n != 2 {
 		t.Errorf("backend read %d requests on %d connections, want 3 on 2", r, n)
+	}
+}
+
+// nextRequest reads a request of a keep-alive connection, head and body; it
+// returns false when the client closed the connection instead.
+func nextRequest(t *testing.T, r *bufio.Reader) bool {
+	if _, err := r.Peek(1); err != nil {
+		return false
+	}
+	n := readHead(t, r)
+	_, err := io.CopyN(io.Discard, r, int64(n))
+	return err == nil
+}
+
+// A backend too slow to answer on a reused connection timed the attempt
+// out: that is not a connection closed while idle. The attempt is not made
+// again, and the other idle connections stay.
+func TestH1_ATimeoutOnAReusedConnectionIsNotRetried(t *testing.T) {
+	var reqs atomic.Int32
+	arrived := make(chan struct{}, 2)
+	answer := make(chan struct{})
+	release := make(chan struct{})
+	defer close(release)
+	url := rawServer(t, func(c net.Conn, r *bufio.Reader) {
+		for nextRequest(t, r) {
+			if reqs.Add(1) > 2 {
+				<-release // no answer
+				return
+			}
+			arrived <- struct{}{}
+			<-answer // both at once: two connections
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+		}
+	})
+	c := delivery.NewClient(url, 2)
+	defer c.Close()
+	results := make(chan delivery.Result, 2)
+	for range 2 {
+		go func() {
+			results <- c.Deliver(context.Background(), delivery.Request{ID: "k", Attempt: 1, Body: []byte("{}")})
+		}()
+	}
+	<-arrived
+	<-arrived
+	close(answer)
+	for range 2 {
+		if res := <-results; res.Err != nil {
+			t.Fatalf("first attempts: %+v", res)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	res := c.Deliver(ctx, delivery.Request{ID: "k", Attempt: 2, Body: []byte("{}")})
+	if res.Kind() != delivery.TimedOut {
+		t.Errorf("kind %v err %v, want timed-out", res.Kind(), res.Err)
+	}
+	if n := reqs.Load(); n != 3 {
+		t.Errorf("backend read %d requests, want 3 (no retry after a timeout)", n)
+	}
+	if n := c.Pooled(); n != 1 {
+		t.Errorf("%d idle connections after the timeout, want the other one (1)", n)
 	}
 }
