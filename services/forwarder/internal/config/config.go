@@ -60,6 +60,16 @@ const consumerTimeout = 30 * time.Minute
 // (forwarder.uncountedPauseMax) and scheduling.
 const holdSlack = 5 * time.Second
 
+// defaultHoldMax is BREAKER_HOLD_MAX's default: 10 minutes, or less, in
+// whole minutes, when the prefetch's rounds of holds would otherwise not
+// fit RabbitMQ's consumer_timeout (see Validate): 7 minutes at four
+// messages per worker.
+func (c Config) defaultHoldMax() time.Duration {
+	rounds := (c.Prefetch + c.Concurrency - 1) / max(c.Concurrency, 1)
+	budget := consumerTimeout/time.Duration(max(rounds, 1)) - c.DeliveryTimeout - c.PublishTimeout - holdSlack - time.Second
+	return max(min(10*time.Minute, budget.Truncate(time.Minute)), time.Minute)
+}
+
 // DefaultNonRetryable are the statuses that mean "this request will never
 // succeed as it is": retrying them only delays the dead letter. 401 and 403
 // are not among them and cannot be: they say the backend refused relay's
@@ -100,7 +110,6 @@ func Load(getenv config.Getenv) (Config, error) {
 		DeliveryTimeout:   l.Duration("DELIVERY_TIMEOUT", 10*time.Second),
 		NonRetryable:      l.IntSet("NON_RETRY_STATUS_CODES", DefaultNonRetryable),
 		PublishTimeout:    l.Duration("PUBLISH_TIMEOUT", 5*time.Second),
-		EventsLinger:      l.Duration("FORWARDER_EVENTS_LINGER", 0),
 		PublisherChannels: l.Int("PUBLISHER_CHANNELS", 2),
 		AdminAddr:         l.String("FORWARDER_ADMIN_ADDR", ":8291"),
 		PProf:             l.Switch("FORWARDER_PPROF", false),
@@ -112,7 +121,6 @@ func Load(getenv config.Getenv) (Config, error) {
 			ProbeInterval: l.Duration("BREAKER_PROBE_INTERVAL", 5*time.Second),
 			ProbeMax:      l.Duration("BREAKER_PROBE_MAX_INTERVAL", 10*time.Second),
 		},
-		HoldMax:   l.Duration("BREAKER_HOLD_MAX", 10*time.Minute),
 		LogLevel:  l.String("LOG_LEVEL", "info"),
 		LogFormat: l.String("LOG_FORMAT", "json"),
 		Topology:  topology.LoadConfig(l),
@@ -129,7 +137,17 @@ func Load(getenv config.Getenv) (Config, error) {
 	// Two unacked messages per worker by default: a worker that finishes
 	// finds its next message already here instead of waiting a round trip
 	// for it (measured: +30% at 16 and 64 workers against a 20 ms backend).
-	c.Prefetch = l.Int("FORWARDER_PREFETCH", 2*c.Concurrency)
+	// With events on, four: a delivered message's ack waits for its
+	// events, which linger a few milliseconds to make few, large chunks of
+	// the stream, and its prefetch slot is held meanwhile (measured: 2,984
+	// → 3,696 delivered/s at 5 ms; docs/BENCHMARKS.md, "Event cost").
+	perWorker, linger := 2, time.Duration(0)
+	if c.Topology.Events {
+		perWorker, linger = 4, 5*time.Millisecond
+	}
+	c.Prefetch = l.Int("FORWARDER_PREFETCH", perWorker*c.Concurrency)
+	c.EventsLinger = l.Duration("FORWARDER_EVENTS_LINGER", linger)
+	c.HoldMax = l.Duration("BREAKER_HOLD_MAX", c.defaultHoldMax())
 	token, tokenErr := adminToken(l.String("FORWARDER_ADMIN_TOKEN", ""), l.String("FORWARDER_ADMIN_TOKEN_FILE", ""))
 	c.AdminToken = token
 	if err := errors.Join(l.Err(), tokenErr); err != nil {

@@ -47,12 +47,24 @@ func TestLoad_EventsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Concurrency != 32 || c.Prefetch != 64 || c.EventsLinger != 0 {
-		t.Errorf("EVENTS=on: concurrency %d, prefetch %d, linger %s; want 32, 64, none", c.Concurrency, c.Prefetch, c.EventsLinger)
+	// Acks wait for lingering events: four messages per worker, and holds
+	// short enough for four rounds of them within consumer_timeout.
+	if c.Concurrency != 32 || c.Prefetch != 128 || c.EventsLinger != 5*time.Millisecond || c.HoldMax != 7*time.Minute {
+		t.Errorf("EVENTS=on: concurrency %d, prefetch %d, linger %s, hold %s; want 32, 128, 5ms, 7m", c.Concurrency, c.Prefetch, c.EventsLinger, c.HoldMax)
 	}
-	c, err = load(map[string]string{"EVENTS": "on", "FORWARDER_CONCURRENCY": "8", "FORWARDER_EVENTS_LINGER": "3ms"})
-	if err != nil || c.Concurrency != 8 || c.Prefetch != 16 || c.EventsLinger != 3*time.Millisecond {
+	c, err = load(map[string]string{"EVENTS": "on", "FORWARDER_CONCURRENCY": "8", "FORWARDER_EVENTS_LINGER": "3ms", "BREAKER_HOLD_MAX": "2m"})
+	if err != nil || c.Concurrency != 8 || c.Prefetch != 32 || c.EventsLinger != 3*time.Millisecond || c.HoldMax != 2*time.Minute {
 		t.Errorf("EVENTS=on with settings: %+v (%v)", c, err)
+	}
+	// Off, the hold's default depends on the prefetch alone.
+	for prefetch, want := range map[string]time.Duration{"": 10 * time.Minute, "64": 10 * time.Minute, "128": 7 * time.Minute, "256": 3 * time.Minute} {
+		env := map[string]string{}
+		if prefetch != "" {
+			env["FORWARDER_PREFETCH"] = prefetch
+		}
+		if c, err := load(env); err != nil || c.HoldMax != want {
+			t.Errorf("FORWARDER_PREFETCH=%q: hold %s (%v), want %s", prefetch, c.HoldMax, err, want)
+		}
 	}
 	if _, err := load(map[string]string{"FORWARDER_EVENTS_LINGER": "1s"}); err == nil || !strings.Contains(err.Error(), "FORWARDER_EVENTS_LINGER") {
 		t.Errorf("FORWARDER_EVENTS_LINGER=1s: error %v, want one naming it", err)
