@@ -134,15 +134,18 @@ func (c *Client) Deliver(ctx context.Context, r Request) Result {
 	if err := ValidID(r.ID); err != nil {
 		return Result{Err: err}
 	}
+	attempt := strconv.Itoa(r.Attempt)
+	var timestamp, signatures string
+	if c.signer != nil {
+		// Every attempt is signed anew, with its own time: a backend
+		// rejects stale timestamps (replays), and a retry can come hours later.
+		var scratch [256]byte
+		b, at := c.signer.AppendHeaders(scratch[:0], r.ID, c.now().Unix(), r.Body)
+		both := string(b) // timestamp and signature in one string, sliced
+		timestamp, signatures = both[:at], both[at:]
+	}
 	if c.fast != nil && len(r.Body) <= h1MaxBody {
-		hd := h1Headers{id: r.ID, attempt: strconv.Itoa(r.Attempt)}
-		if c.signer != nil {
-			var scratch [256]byte
-			b, at := c.signer.AppendHeaders(scratch[:0], r.ID, c.now().Unix(), r.Body)
-			both := string(b)
-			hd.timestamp, hd.signatures = both[:at], both[at:]
-		}
-		return c.fast.do(ctx, hd, r.Body, start)
+		return c.fast.do(ctx, h1Headers{id: r.ID, attempt: attempt, timestamp: timestamp, signatures: signatures}, r.Body, start)
 	}
 	w := &writeWatch{signal: make(chan struct{}, 1)}
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: w.gotConn, WroteRequest: w.wroteRequest})
@@ -152,18 +155,13 @@ func (c *Client) Deliver(ctx context.Context, r Request) Result {
 	}
 	// The header values share one backing array: one allocation, not seven.
 	vals := new([7]string)
-	vals[0], vals[1], vals[2], vals[3] = "application/json", r.ID, strconv.Itoa(r.Attempt), "relay-forwarder/1"
+	vals[0], vals[1], vals[2], vals[3] = "application/json", r.ID, attempt, "relay-forwarder/1"
 	req.Header["Content-Type"] = vals[0:1:1]
 	req.Header["Idempotency-Key"] = vals[1:2:2]
 	req.Header["X-Delivery-Attempt"] = vals[2:3:3]
 	req.Header["User-Agent"] = vals[3:4:4]
 	if c.signer != nil {
-		// Every attempt is signed anew, with its own time: a backend
-		// rejects stale timestamps (replays), and a retry can come hours later.
-		var scratch [256]byte
-		b, at := c.signer.AppendHeaders(scratch[:0], r.ID, c.now().Unix(), r.Body)
-		both := string(b) // timestamp and signature in one string, sliced
-		vals[4], vals[5], vals[6] = r.ID, both[:at], both[at:]
+		vals[4], vals[5], vals[6] = r.ID, timestamp, signatures
 		req.Header["Webhook-Id"] = vals[4:5:5]
 		req.Header["Webhook-Timestamp"] = vals[5:6:6]
 		req.Header["Webhook-Signature"] = vals[6:7:7]
