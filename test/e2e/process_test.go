@@ -120,23 +120,29 @@ func start(t *testing.T, name string, env map[string]string, addrVar, addrFileVa
 		}
 	})
 	if addrFile != "" {
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			if b, err := os.ReadFile(addrFile); err == nil && len(b) > 0 {
-				p.addr = strings.TrimSpace(string(b))
-				break
-			}
-			select {
-			case <-p.done:
-				t.Fatalf("%s exited before listening: %v\n%s", name, p.err, p.log.String())
-			case <-time.After(20 * time.Millisecond): // the address file has no event to wait on
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s did not listen within 15s:\n%s", name, p.log.String())
-			}
-		}
+		p.addr = p.waitAddr(t, addrFile)
 	}
 	return p
+}
+
+// waitAddr waits for the process to write its listening address to file,
+// and returns it.
+func (p *process) waitAddr(t *testing.T, file string) string {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if b, err := os.ReadFile(file); err == nil && len(b) > 0 {
+			return strings.TrimSpace(string(b))
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("%s exited before listening: %v\n%s", p.name, p.err, p.log.String())
+		case <-time.After(20 * time.Millisecond): // the address file has no event to wait on
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not listen within 15s:\n%s", p.name, p.log.String())
+		}
+	}
 }
 
 // kill ends the process with SIGKILL, as a crash would.

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -58,7 +57,6 @@ func TestSecrets_NeverInAnyLog(t *testing.T) {
 	if err := os.WriteFile(keys, []byte("# clients\nrailco:"+secrets["API key"]+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	adminAddr := freeAddr(t)
 
 	stub := start(t, "catering-stub", map[string]string{"STUB_SIGNING_SECRET": secrets["signing secret"], "LOG_LEVEL": "debug"}, "STUB_ADDR", "STUB_ADDR_FILE")
 	common := map[string]string{"AMQP_URL": amqpURL, "TOPOLOGY_PREFIX": prefix, "LOG_LEVEL": "debug"}
@@ -69,9 +67,14 @@ func TestSecrets_NeverInAnyLog(t *testing.T) {
 	fwd := start(t, "forwarder", fenv, "FORWARDER_ADMIN_ADDR", "FORWARDER_ADMIN_ADDR_FILE")
 	ienv := maps.Clone(common)
 	ienv["INGRESS_API_KEYS_FILE"] = keys
-	ienv["INGRESS_ADMIN_ADDR"] = adminAddr
+	// The admin port too is chosen by the ingress itself: a port picked
+	// here and freed could be taken by another process before it binds.
+	adminFile := filepath.Join(t.TempDir(), "ingress-admin.addr")
+	ienv["INGRESS_ADMIN_ADDR"] = "127.0.0.1:0"
+	ienv["INGRESS_ADMIN_ADDR_FILE"] = adminFile
 	ienv["INGRESS_ADMIN_TOKEN"] = secrets["ingress admin token"]
 	ing := start(t, "ingress", ienv, "INGRESS_ADDR", "INGRESS_ADDR_FILE")
+	adminAddr := ing.waitAddr(t, adminFile)
 
 	// Refused, then accepted and delivered, signed.
 	for _, h := range []map[string]string{nil, {"Authorization": "Bearer wrong-" + secrets["API key"]}} {
@@ -149,16 +152,6 @@ func TestSecrets_NeverInAnyLog(t *testing.T) {
 			}
 		}
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func getWithToken(t *testing.T, url, token string) int {
