@@ -77,7 +77,27 @@ func TestCluster_LeaderLossLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	moves := s.waitMoved(leader, killed, time.Minute)
-	if err := <-loadErr; err != nil {
+	// The load ends 30 s after the kill. If it has not 45 s later while the
+	// broker nacks the services' publishes, the 3.10.8 defect (see
+	// deliverAll) refuses every publish of a channel opened while the
+	// killed leader was down, until it is back: restart it, as systemd or
+	// Kubernetes would, and let the load finish.
+	var loadNote string
+	var err error
+	select {
+	case err = <-loadErr:
+	case <-time.After(time.Until(killed.Add((seconds-10)*time.Second + 45*time.Second))):
+		if n := s.nacked(""); n > 0 && c.isDown(leader) {
+			loadNote = fmt.Sprintf("rabbitmq 3.10.8 defect: the load stalled, %d publishes nacked while %s was down; restarted it", n, c.short(leader))
+			fmt.Printf("cluster: %s\n", loadNote)
+			t.Log(loadNote)
+			if err := c.restart(leader); err != nil {
+				t.Fatal(err)
+			}
+		}
+		err = <-loadErr
+	}
+	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
 	accepted := load.acceptedIDs()
@@ -87,13 +107,13 @@ func TestCluster_LeaderLossLosesNothing(t *testing.T) {
 	tl, defect := s.deliverAll(t, accepted, leader, 2*time.Minute)
 
 	// Back to three nodes for the next scenario.
-	if err := c.restart(leader); err != nil {
+	if err := c.restart(leader); err != nil { // unless it is back already
 		t.Fatal(err)
 	}
 	c.waitHealthy(t, s.topo.Exchange, 2*time.Minute)
 	dead := s.deadLetters(t)
 	s.clusterReport(t, "1 (leader loss)", tl, dead, load, accepted,
-		fmt.Sprintf("killed=%s (leader) new_leader=%s reconnected: %s%s", c.short(leader), c.short(newLeader), s.describeMoves(moves), suffix(defect)))
+		fmt.Sprintf("killed=%s (leader) new_leader=%s reconnected: %s%s%s", c.short(leader), c.short(newLeader), s.describeMoves(moves), suffix(loadNote), suffix(defect)))
 	if tl.lost != 0 {
 		t.Errorf("lost = %d, want 0", tl.lost)
 	}
