@@ -97,7 +97,7 @@ func (d Dialer) Run(ctx context.Context, session Session) error {
 	for {
 		raw, uri := ns.take()
 		where := Redact(raw)
-		conn, err := amqp.DialConfig(raw, amqp.Config{
+		conn, err := dial(raw, uri, amqp.Config{
 			Heartbeat:       heartbeat,
 			Properties:      amqp.Table{"connection_name": d.Name},
 			TLSClientConfig: d.TLS.Clone(),                                // the library sets its ServerName: never share one

@@ -124,7 +124,7 @@ func DialAny(raw string, cfg amqp.Config) (*amqp.Connection, string, error) {
 	for range ns.urls {
 		u, uri := ns.take()
 		cfg.TLSClientConfig = tlsConfig.Clone() // the library sets its ServerName: one config per dial
-		conn, err := amqp.DialConfig(u, cfg)
+		conn, err := dial(u, uri, cfg)
 		if err == nil {
 			return conn, Node(uri), nil
 		}
