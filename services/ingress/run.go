@@ -218,6 +218,11 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		return nil
 	})
 	if idx != nil {
+		g.Go(func() error {
+			maxAge := cfg.Topology.EventsMaxAge
+			idx.TrimEvery(brokerCtx, maxAge, index.TrimInterval(maxAge), log.With("component", "index"))
+			return nil
+		})
 		// A connection of its own: consuming the stream must neither wait
 		// behind a publishing connection blocked by an alarm nor disturb it.
 		g.Go(func() error {
