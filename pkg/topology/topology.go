@@ -56,7 +56,7 @@ func LoadConfig(l *config.Loader) Config {
 		DeliveryLimit:   l.Int("QUEUE_DELIVERY_LIMIT", 100),
 		MaxLength:       l.Int("QUEUE_MAX_LENGTH", DefaultMaxLength),
 		MaxBytes:        l.Int("QUEUE_MAX_BYTES", DefaultMaxBytes),
-		Events:          l.Switch("EVENTS", false), // off until its cost meets its budget: README, "Registration status"
+		Events:          l.Switch("EVENTS", true),
 		EventsMaxAge:    l.Duration("EVENTS_MAX_AGE", DefaultEventsMaxAge),
 		EventsMaxBytes:  int64(l.Int("EVENTS_MAX_BYTES", DefaultEventsMaxBytes)),
 	}

@@ -104,6 +104,12 @@ func start(t *testing.T, name string, env map[string]string, addrVar, addrFileVa
 	if name == "ingress" && env["INGRESS_ADMIN_ADDR"] == "" {
 		env["INGRESS_ADMIN_ADDR"] = "127.0.0.1:0"
 	}
+	// An index file of its own, unless the test names one (to restart an
+	// ingress on it): the default is one per prefix, locked by the first
+	// ingress that opens it, and events are on by default.
+	if name == "ingress" && env["INGRESS_INDEX_PATH"] == "" {
+		env["INGRESS_INDEX_PATH"] = filepath.Join(t.TempDir(), "ingress-index.db")
+	}
 	for k, v := range env {
 		p.cmd.Env = append(p.cmd.Env, k+"="+v)
 	}

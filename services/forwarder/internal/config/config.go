@@ -63,7 +63,7 @@ const holdSlack = 5 * time.Second
 // defaultHoldMax is BREAKER_HOLD_MAX's default: 10 minutes, or less, in
 // whole minutes, when the prefetch's rounds of holds would otherwise not
 // fit RabbitMQ's consumer_timeout (see Validate): 7 minutes at four
-// messages per worker.
+// messages per worker, 3 at eight (the default with events on).
 func (c Config) defaultHoldMax() time.Duration {
 	rounds := (c.Prefetch + c.Concurrency - 1) / max(c.Concurrency, 1)
 	budget := consumerTimeout/time.Duration(max(rounds, 1)) - c.DeliveryTimeout - c.PublishTimeout - holdSlack - time.Second
@@ -137,13 +137,16 @@ func Load(getenv config.Getenv) (Config, error) {
 	// Two unacked messages per worker by default: a worker that finishes
 	// finds its next message already here instead of waiting a round trip
 	// for it (measured: +30% at 16 and 64 workers against a 20 ms backend).
-	// With events on, four: a delivered message's ack waits for its
-	// events, which linger a few milliseconds to make few, large chunks of
-	// the stream, and its prefetch slot is held meanwhile (measured: 2,984
-	// → 3,696 delivered/s at 5 ms; docs/BENCHMARKS.md, "Event cost").
+	// With events on, eight: a delivered message's ack waits for its
+	// events, which linger 20 ms to make few, large chunks of the stream,
+	// and its prefetch slot is held meanwhile. Measured against EVENTS=off
+	// (docs/BENCHMARKS.md, "Event cost"): 20 ms and eight slots per worker
+	// cost −2 % accepted, +4 % delivered in steady operation; 10 ms and
+	// four cost −10 % and −11 %. The price: BREAKER_HOLD_MAX's default is
+	// 3 minutes instead of 10 (defaultHoldMax).
 	perWorker, linger := 2, time.Duration(0)
 	if c.Topology.Events {
-		perWorker, linger = 4, 5*time.Millisecond
+		perWorker, linger = 8, 20*time.Millisecond
 	}
 	c.Prefetch = l.Int("FORWARDER_PREFETCH", perWorker*c.Concurrency)
 	c.EventsLinger = l.Duration("FORWARDER_EVENTS_LINGER", linger)

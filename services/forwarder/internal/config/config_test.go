@@ -21,7 +21,7 @@ func TestLoad_Defaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Concurrency != 32 || c.Prefetch != 64 || c.DeliveryTimeout != 10*time.Second || c.AdminAddr != ":8291" ||
+	if c.Concurrency != 32 || c.Prefetch != 256 || c.DeliveryTimeout != 10*time.Second || c.AdminAddr != ":8291" || !c.Topology.Events ||
 		c.Topology.MaxAttempts != 4 || c.Topology.RetryInitial != time.Second || c.Topology.RetryMultiplier != 5 ||
 		c.Topology.RetryMax != 10*time.Minute || c.Metrics.QueueInterval != 10*time.Second {
 		t.Errorf("defaults: %+v", c)
@@ -43,22 +43,26 @@ func TestLoad_Defaults(t *testing.T) {
 }
 
 func TestLoad_EventsDefaults(t *testing.T) {
-	c, err := load(map[string]string{"EVENTS": "on"})
+	c, err := load(map[string]string{}) // EVENTS is on by default
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Acks wait for lingering events: four messages per worker, and holds
-	// short enough for four rounds of them within consumer_timeout.
-	if c.Concurrency != 32 || c.Prefetch != 128 || c.EventsLinger != 5*time.Millisecond || c.HoldMax != 7*time.Minute {
-		t.Errorf("EVENTS=on: concurrency %d, prefetch %d, linger %s, hold %s; want 32, 128, 5ms, 7m", c.Concurrency, c.Prefetch, c.EventsLinger, c.HoldMax)
+	// Acks wait for lingering events: eight messages per worker, and holds
+	// short enough for eight rounds of them within consumer_timeout.
+	if c.Concurrency != 32 || c.Prefetch != 256 || c.EventsLinger != 20*time.Millisecond || c.HoldMax != 3*time.Minute {
+		t.Errorf("EVENTS=on: concurrency %d, prefetch %d, linger %s, hold %s; want 32, 256, 20ms, 3m", c.Concurrency, c.Prefetch, c.EventsLinger, c.HoldMax)
 	}
 	c, err = load(map[string]string{"EVENTS": "on", "FORWARDER_CONCURRENCY": "8", "FORWARDER_EVENTS_LINGER": "3ms", "BREAKER_HOLD_MAX": "2m"})
-	if err != nil || c.Concurrency != 8 || c.Prefetch != 32 || c.EventsLinger != 3*time.Millisecond || c.HoldMax != 2*time.Minute {
+	if err != nil || c.Concurrency != 8 || c.Prefetch != 64 || c.EventsLinger != 3*time.Millisecond || c.HoldMax != 2*time.Minute {
 		t.Errorf("EVENTS=on with settings: %+v (%v)", c, err)
 	}
-	// Off, the hold's default depends on the prefetch alone.
+	// The hold's default depends on the prefetch alone; off, two slots per
+	// worker and no linger.
+	if c, err := load(map[string]string{"EVENTS": "off"}); err != nil || c.Prefetch != 64 || c.EventsLinger != 0 || c.HoldMax != 10*time.Minute {
+		t.Errorf("EVENTS=off: prefetch %d, linger %s, hold %s (%v); want 64, 0s, 10m", c.Prefetch, c.EventsLinger, c.HoldMax, err)
+	}
 	for prefetch, want := range map[string]time.Duration{"": 10 * time.Minute, "64": 10 * time.Minute, "128": 7 * time.Minute, "256": 3 * time.Minute} {
-		env := map[string]string{}
+		env := map[string]string{"EVENTS": "off"}
 		if prefetch != "" {
 			env["FORWARDER_PREFETCH"] = prefetch
 		}
@@ -88,7 +92,7 @@ func TestLoad_Overrides(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Concurrency != 64 || c.Prefetch != 128 || len(c.NonRetryable) != 2 || c.Endpoint != "https://example.com/c" {
+	if c.Concurrency != 64 || c.Prefetch != 512 || len(c.NonRetryable) != 2 || c.Endpoint != "https://example.com/c" {
 		t.Errorf("overrides: %+v", c)
 	}
 }

@@ -113,7 +113,7 @@ func Load(getenv func(string) string) (Config, error) {
 		AMQPURL:             l.String("AMQP_URL", "amqp://guest:guest@localhost:5672/"),
 		BrokerTLS:           broker.LoadTLSFiles(l),
 		PublishTimeout:      l.Duration("PUBLISH_TIMEOUT", 5*time.Second),
-		EventsLinger:        l.Duration("INGRESS_EVENTS_LINGER", 25*time.Millisecond),
+		EventsLinger:        l.Duration("INGRESS_EVENTS_LINGER", 100*time.Millisecond),
 		MaxBodyBytes:        l.Int("MAX_BODY_BYTES", 64<<10),
 		PublisherChannels:   l.Int("PUBLISHER_CHANNELS", 4),
 		MaxConnections:      l.Int("INGRESS_MAX_CONNECTIONS", DefaultMaxConnections),

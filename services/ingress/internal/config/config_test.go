@@ -46,7 +46,7 @@ func TestLoad_Defaults(t *testing.T) {
 		APIKeysPollInterval: 5 * time.Second,
 		AMQPURL:             "amqp://guest:guest@localhost:5672/",
 		PublishTimeout:      5 * time.Second,
-		EventsLinger:        25 * time.Millisecond,
+		EventsLinger:        100 * time.Millisecond,
 		MaxBodyBytes:        65536,
 		PublisherChannels:   4,
 		MaxConnections:      1024,
