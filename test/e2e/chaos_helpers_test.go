@@ -27,7 +27,8 @@ import (
 // fastRetries is a retry schedule short enough for a scenario to see
 // messages come back from their tiers.
 func fastRetries() topology.Config {
-	return topology.Config{MaxAttempts: 4, RetryInitial: 200 * time.Millisecond, RetryMultiplier: 2, RetryMax: 2 * time.Second, DeliveryLimit: 100}
+	return topology.Config{MaxAttempts: 4, RetryInitial: 200 * time.Millisecond, RetryMultiplier: 2, RetryMax: 2 * time.Second, DeliveryLimit: 100,
+		Events: true, EventsMaxAge: topology.DefaultEventsMaxAge, EventsMaxBytes: topology.DefaultEventsMaxBytes} // events on, as by default
 }
 
 // topologyEnv is cfg as the services read it from their environment.
@@ -37,6 +38,7 @@ func topologyEnv(cfg topology.Config) map[string]string {
 		"RETRY_INITIAL_INTERVAL": cfg.RetryInitial.String(),
 		"RETRY_MULTIPLIER":       strconv.FormatFloat(cfg.RetryMultiplier, 'f', -1, 64),
 		"RETRY_MAX_INTERVAL":     cfg.RetryMax.String(),
+		"EVENTS":                 map[bool]string{true: "on", false: "off"}[cfg.Events],
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -450,10 +451,13 @@ func readyz(t *testing.T, addr string) int {
 // 7. A resource alarm blocks the forwarder's publishing (retry and
 // dead-letter moves) but not its deliveries: it consumes on a connection that
 // never publishes, so successful deliveries are acked while the alarm lasts,
-// and the failed message waits, stored, until it clears.
+// and the failed message waits, stored, until it clears. With EVENTS=off: a
+// delivery's ack waits for its events otherwise (7b).
 func TestChaos_DeliveryGoesOnWhilePublishingIsBlocked(t *testing.T) {
 	b := chaosBroker(t)
-	topo := chaosTopology(t, b, fastRetries())
+	cfg := fastRetries()
+	cfg.Events = false
+	topo := chaosTopology(t, b, cfg)
 	backend := newChaosBackend(t, func(key string, _ []byte) answer {
 		if strings.HasPrefix(key, "blocked-fail") {
 			return answerFail // its retry is a publish, which the alarm blocks
@@ -494,7 +498,7 @@ func TestChaos_DeliveryGoesOnWhilePublishingIsBlocked(t *testing.T) {
 
 	b.ctl(t, "set_vm_memory_high_watermark", "0.00001")
 	t.Cleanup(func() { b.ctl(t, "set_vm_memory_high_watermark", "0.4") })
-	env := envFor(b, topo, topologyEnv(fastRetries()))
+	env := envFor(b, topo, topologyEnv(cfg))
 	env["CATERING_SERVICE_EP"] = backend.URL
 	env["FORWARDER_CONCURRENCY"], env["FORWARDER_PREFETCH"], env["BREAKER_HOLD_MAX"] = "2", "8", "5m"
 	env["PUBLISH_TIMEOUT"] = "2s"
@@ -520,4 +524,76 @@ func TestChaos_DeliveryGoesOnWhilePublishingIsBlocked(t *testing.T) {
 	report(t, "7 (publishing blocked)", tl, fmt.Sprintf("acked=%d during the alarm", n))
 
 	b.ctl(t, "set_vm_memory_high_watermark", "0.4")
+}
+
+// 7b. With events on (the default), a delivered message is acked only once
+// the broker confirmed its delivered event, and a resource alarm blocks that
+// publish too: delivery goes on only until the prefetch is full of delivered
+// messages awaiting their events, and none of them is acked meanwhile. Once
+// the alarm clears, the events are confirmed and the messages acked: every
+// message was delivered, once, and the queue is empty.
+func TestChaos_EventsHoldAcksWhilePublishingIsBlocked(t *testing.T) {
+	b := chaosBroker(t)
+	cfg := fastRetries()
+	topo := chaosTopology(t, b, cfg)
+	backend := newChaosBackend(t, func(string, []byte) answer { return answerOK })
+	conn, err := amqp.Dial(b.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := topo.Declare(conn); err != nil {
+		t.Fatal(err)
+	}
+	pub := broker.NewPublisher(1)
+	if err := pub.Attach(conn); err != nil {
+		t.Fatal(err)
+	}
+	const n, prefetch = 20, 8
+	var ids []string
+	for i := range n {
+		id := fmt.Sprint("blocked-events-", i)
+		ids = append(ids, id)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := pub.Publish(ctx, topo.Exchange, topo.Queue, envelope.New(id, registration(id), time.Now()))
+		cancel()
+		if err != nil {
+			t.Fatalf("publish %s: %v", id, err)
+		}
+	}
+	pub.Detach()
+
+	b.ctl(t, "set_vm_memory_high_watermark", "0.00001")
+	t.Cleanup(func() { b.ctl(t, "set_vm_memory_high_watermark", "0.4") })
+	env := envFor(b, topo, topologyEnv(cfg))
+	env["CATERING_SERVICE_EP"] = backend.URL
+	env["FORWARDER_CONCURRENCY"], env["FORWARDER_PREFETCH"] = "2", strconv.Itoa(prefetch)
+	fwd := start(t, "forwarder", env, "FORWARDER_ADMIN_ADDR", "FORWARDER_ADMIN_ADDR_FILE")
+
+	// The prefetch fills with delivered messages whose events cannot be
+	// published. Had any been acked before its event's confirm, the
+	// forwarder would have taken the next ones, and all 20 would be here by
+	// the time the 8th is.
+	waitLog(t, fwd, "broker blocked the publishing connection", []string{""}, 15*time.Second)
+	deadline := time.Now().Add(15 * time.Second)
+	for backend.tally(ids).delivered < prefetch {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of the first %d messages reached the backend during the alarm", backend.tally(ids).delivered, prefetch)
+		}
+		time.Sleep(50 * time.Millisecond) // the backend's maps have no event to wait on
+	}
+	if got := backend.tally(ids).delivered; got > prefetch {
+		t.Errorf("%d messages reached the backend while no event could be published, want at most the prefetch, %d: acks did not wait for the events", got, prefetch)
+	}
+
+	b.ctl(t, "set_vm_memory_high_watermark", "0.4")
+	tl := backend.waitDelivered(t, ids, 60*time.Second)
+	if tl.duplicates != 0 {
+		t.Errorf("%d duplicates: a held delivery was made again", tl.duplicates)
+	}
+	mustStop(t, fwd)
+	if d := depth(t, b, topo.Queue); d != 0 {
+		t.Errorf("main queue holds %d after the alarm cleared and everything was delivered, want 0: acks never followed the events", d)
+	}
+	report(t, "7b (publishing blocked, events on)", tl, fmt.Sprintf("prefetch=%d", prefetch))
 }
