@@ -34,17 +34,23 @@ func dial(raw string, uri amqp.URI, cfg amqp.Config) (*amqp.Connection, error) {
 var amqpHeader = []byte("AMQP\x00\x00\x09\x01")
 
 // whyClosed connects to uri's node as the library does (TLS for amqps, with
-// conf), sends the protocol header and reads the first byte of the answer.
-// It returns the error that ends this, such as "remote error: tls: unknown
-// certificate authority", or nil when the node answered this time.
+// conf), sends the protocol header and reads the first byte of the answer,
+// all within dialTimeout. It returns the error that ends this, such as
+// "remote error: tls: unknown certificate authority", or nil when the node
+// answered this time, or when it cannot ask as the library did (an amqps
+// URL whose TLS settings are in its query and no conf).
 func whyClosed(uri amqp.URI, conf *tls.Config) error {
+	if uri.Scheme == "amqps" && conf == nil && (uri.CACertFile != "" || uri.CertFile != "" || uri.KeyFile != "" || uri.ServerName != "") {
+		return nil
+	}
+	deadline := time.Now().Add(dialTimeout)
 	addr := net.JoinHostPort(uri.Host, strconv.Itoa(uri.Port))
-	conn, err := net.DialTimeout("tcp", addr, dialTimeout)
+	conn, err := (&net.Dialer{Deadline: deadline}).Dial("tcp", addr)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	if err := conn.SetDeadline(time.Now().Add(dialTimeout)); err != nil {
+	if err := conn.SetDeadline(deadline); err != nil {
 		return err
 	}
 	if uri.Scheme == "amqps" {
@@ -61,9 +67,10 @@ func whyClosed(uri amqp.URI, conf *tls.Config) error {
 		}
 		conn = tc
 	}
-	if _, err := conn.Write(amqpHeader); err != nil {
+	_, werr := conn.Write(amqpHeader)
+	// Read even when the write failed: the node's alert may be waiting.
+	if _, err := conn.Read(make([]byte, 1)); err != nil {
 		return err
 	}
-	_, err = conn.Read(make([]byte, 1))
-	return err
+	return werr
 }

@@ -175,9 +175,11 @@ func (w *waiter) tell(err error) {
 const (
 	maxFlushers = 1
 	maxBatch    = 256
-	// DefaultLinger suits a publisher nobody waits on (the ingress's
-	// accepted events); the forwarder, whose acks wait on their events'
-	// confirms and so hold prefetch slots, lingers less.
+	// DefaultLinger is the linger of an Emitter whose owner sets none
+	// (pkg/deadletter: redrive and purge events; tests). The services set their
+	// own: the ingress 100 ms (INGRESS_EVENTS_LINGER: nobody waits for its
+	// accepted events), the forwarder 20 ms (FORWARDER_EVENTS_LINGER: its
+	// acks wait for their events' confirms, holding prefetch slots).
 	DefaultLinger = 5 * time.Millisecond
 )
 

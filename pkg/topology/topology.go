@@ -35,7 +35,7 @@ type Config struct {
 	// arguments, so that changing them needs no redeclaration.
 	MaxLength int
 	MaxBytes  int
-	// Events turns the event stream on (EVENTS, default off): every step of a
+	// Events turns the event stream on (EVENTS, default on): every step of a
 	// registration's life is published to the stream Prefix+".events"
 	// (package events). Off, no stream is declared and nothing is published.
 	Events bool

@@ -219,8 +219,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	})
 	if idx != nil {
 		g.Go(func() error {
-			maxAge := cfg.Topology.EventsMaxAge
-			idx.TrimEvery(brokerCtx, maxAge, index.TrimInterval(maxAge), log.With("component", "index"))
+			idx.TrimEvery(brokerCtx, cfg.IndexMaxAge, index.TrimInterval(cfg.IndexMaxAge), log.With("component", "index"))
 			return nil
 		})
 		// A connection of its own: consuming the stream must neither wait

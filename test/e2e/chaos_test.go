@@ -585,6 +585,9 @@ func TestChaos_EventsHoldAcksWhilePublishingIsBlocked(t *testing.T) {
 	if got := backend.tally(ids).delivered; got > prefetch {
 		t.Errorf("%d messages reached the backend while no event could be published, want at most the prefetch, %d: acks did not wait for the events", got, prefetch)
 	}
+	if d := depth(t, b, topo.Queue); d != n-prefetch {
+		t.Errorf("main queue has %d ready during the alarm, want %d: all but the prefetch, none acked", d, n-prefetch)
+	}
 
 	b.ctl(t, "set_vm_memory_high_watermark", "0.4")
 	tl := backend.waitDelivered(t, ids, 60*time.Second)

@@ -20,8 +20,9 @@ import (
 func TestIntake_FullQueueAnswers503AndLosesNothing(t *testing.T) {
 	const limit = 20
 	prefix := brokertest.Prefix(t)
-	topo := topology.New(topology.Config{Prefix: prefix, MaxAttempts: 4, RetryInitial: time.Second, RetryMultiplier: 5,
-		RetryMax: 10 * time.Minute, DeliveryLimit: 100})
+	// Events on, as the services have them by default: the stream goes too.
+	topo := topology.New(brokertest.WithEvents(topology.Config{Prefix: prefix, MaxAttempts: 4, RetryInitial: time.Second, RetryMultiplier: 5,
+		RetryMax: 10 * time.Minute, DeliveryLimit: 100}))
 	t.Cleanup(func() { brokertest.DeleteTopology(t, topo) })
 	admin := brokertest.Admin(t)
 

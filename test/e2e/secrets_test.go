@@ -50,8 +50,9 @@ func TestSecrets_NeverInAnyLog(t *testing.T) {
 	amqpURL := "amqp://" + user + ":" + secrets["AMQP password"] + "@127.0.0.1:5672/"
 
 	prefix := brokertest.Prefix(t)
-	topo := topology.New(topology.Config{Prefix: prefix, MaxAttempts: 4, RetryInitial: time.Second, RetryMultiplier: 5,
-		RetryMax: 10 * time.Minute, DeliveryLimit: 100})
+	// Events on, as the services have them by default: the stream goes too.
+	topo := topology.New(brokertest.WithEvents(topology.Config{Prefix: prefix, MaxAttempts: 4, RetryInitial: time.Second, RetryMultiplier: 5,
+		RetryMax: 10 * time.Minute, DeliveryLimit: 100}))
 	t.Cleanup(func() { brokertest.DeleteTopology(t, topo) })
 	keys := filepath.Join(t.TempDir(), "keys")
 	if err := os.WriteFile(keys, []byte("# clients\nrailco:"+secrets["API key"]+"\n"), 0o600); err != nil {

@@ -79,7 +79,7 @@ func TestUI_ListsRelaysQueues(t *testing.T) {
 		return q
 	}
 	brokertest.Eventually(t, 15*time.Second, "the management statistics", func() bool {
-		return stats(s.topo.Queue).Consumers >= 1 && stats(s.topo.DeadQueue).MessagesReady == 1
+		return stats(s.topo.Queue).Consumers >= 1 && stats(s.topo.DeadQueue).MessagesReady == 1 && stats(s.topo.Events).Consumers >= 1
 	})
 	t.Logf("statistics current: %s since the start", time.Since(began).Round(time.Millisecond))
 

@@ -219,7 +219,12 @@ func systemsToRun(ctx context.Context, o options, tmp string) ([]system, error) 
 			out = append(out, system{
 				name: "relay", readyPath: "/readyz",
 				ingress: func(u, addr, admin string) *exec.Cmd {
-					return command(ing, nil, "AMQP_URL="+u, "INGRESS_ADDR="+addr, "INGRESS_ADMIN_ADDR="+admin, "LOG_LEVEL=warn")
+					// Events are on by default: an index file of its own for
+					// each start (each round has a broker topology of its own),
+					// never the default one a local make run may hold.
+					index := filepath.Join(tmp, "index-"+strings.NewReplacer(":", "-", ".", "-").Replace(addr)+".db")
+					_ = os.Remove(index)
+					return command(ing, nil, "AMQP_URL="+u, "INGRESS_ADDR="+addr, "INGRESS_ADMIN_ADDR="+admin, "LOG_LEVEL=warn", "INGRESS_INDEX_PATH="+index)
 				},
 				// compare.sh's environment: its retry schedule, warn logs.
 				forwarder: func(u, admin, backend string) *exec.Cmd {

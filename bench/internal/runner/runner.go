@@ -189,6 +189,9 @@ func (r *Runner) env(prefix string) map[string]string {
 		"LOG_LEVEL":              "warn",
 		"LOG_FORMAT":             "json",
 		"CATERING_SERVICE_EP":    r.sink.URL(),
+		// Events are on by default: the ingress's index in the run's
+		// directory, one per topology (the default is per prefix in $TMPDIR).
+		"INGRESS_INDEX_PATH": filepath.Join(r.logDir, prefix+".index.db"),
 	}
 }
 

@@ -82,6 +82,7 @@ type Config struct {
 	LogLevel            string            // LOG_LEVEL
 	LogFormat           string            // LOG_FORMAT
 	IndexPath           string            // INGRESS_INDEX_PATH: the registration index's file (EVENTS=on); default in the temporary directory
+	IndexMaxAge         time.Duration     // INGRESS_INDEX_MAX_AGE: registrations that wait nowhere leave the index this long after their last event; default EVENTS_MAX_AGE; 0: never
 	Topology            topology.Config   // EVENTS, EVENTS_MAX_AGE, EVENTS_MAX_BYTES among others
 	Metrics             pkgmetrics.Config // QUEUE_METRICS_INTERVAL
 }
@@ -128,6 +129,9 @@ func Load(getenv func(string) string) (Config, error) {
 		Metrics:             pkgmetrics.LoadConfig(l),
 	}
 	cfg.IndexPath = l.String("INGRESS_INDEX_PATH", DefaultIndexPath(cfg.Topology.Prefix))
+	// The stream's retention as this service was told it: a policy that
+	// changed the running stream's max-age is not seen here (README).
+	cfg.IndexMaxAge = l.Duration("INGRESS_INDEX_MAX_AGE", cfg.Topology.EventsMaxAge)
 	if cfg.RateBurst == 0 && cfg.RateLimit > 0 && !math.IsInf(cfg.RateLimit, 0) {
 		cfg.RateBurst = int(math.Min(math.Ceil(cfg.RateLimit), math.MaxInt32)) // one second's worth
 	}
@@ -259,6 +263,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := logging.New(io.Discard, "info", c.LogFormat); err != nil {
 		errs = append(errs, err)
+	}
+	if c.IndexMaxAge < 0 {
+		errs = append(errs, errors.New("INGRESS_INDEX_MAX_AGE must not be negative (0: never trim the index)"))
 	}
 	if c.Topology.Events && c.IndexPath == "" {
 		errs = append(errs, errors.New("INGRESS_INDEX_PATH must not be empty with EVENTS=on"))

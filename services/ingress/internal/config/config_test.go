@@ -58,6 +58,7 @@ func TestLoad_Defaults(t *testing.T) {
 		LogLevel:            "info",
 		LogFormat:           "json",
 		IndexPath:           config.DefaultIndexPath("catering"),
+		IndexMaxAge:         7 * 24 * time.Hour,
 		Topology:            sharedTopology(env(nil)),
 		Metrics:             pkgmetrics.Config{QueueInterval: 10 * time.Second},
 	}
@@ -109,6 +110,7 @@ func TestLoad_Overrides(t *testing.T) {
 		"RETRY_MAX_INTERVAL":             "1m",
 		"QUEUE_DELIVERY_LIMIT":           "50",
 		"QUEUE_METRICS_INTERVAL":         "0",
+		"INGRESS_INDEX_MAX_AGE":          "48h",
 	}
 	got, err := config.Load(env(vars))
 	if err != nil {
@@ -139,6 +141,7 @@ func TestLoad_Overrides(t *testing.T) {
 		LogLevel:            "debug",
 		LogFormat:           "text",
 		IndexPath:           config.DefaultIndexPath("test.x"),
+		IndexMaxAge:         48 * time.Hour,
 		Topology:            sharedTopology(env(vars)),
 		Metrics:             pkgmetrics.Config{QueueInterval: 0},
 	}
@@ -169,6 +172,8 @@ func TestLoad_Errors(t *testing.T) {
 		{"cluster node not amqp", map[string]string{"AMQP_URL": "amqp://u:secret@rabbit-1:5672/,http://u:secret@rabbit-2/"}, []string{"AMQP_URL: URL 2 of 2 (http://u:xxxxx@rabbit-2/)"}},
 		{"zero publish timeout", map[string]string{"PUBLISH_TIMEOUT": "0s"}, []string{"PUBLISH_TIMEOUT must be positive"}},
 		{"events linger too long", map[string]string{"INGRESS_EVENTS_LINGER": "2s"}, []string{"INGRESS_EVENTS_LINGER must be between 0 and 1s"}},
+		{"negative index max age", map[string]string{"INGRESS_INDEX_MAX_AGE": "-1h"}, []string{"INGRESS_INDEX_MAX_AGE must not be negative"}},
+		{"index never trimmed", map[string]string{"INGRESS_INDEX_MAX_AGE": "0"}, nil},
 		{"zero body limit", map[string]string{"MAX_BODY_BYTES": "0"}, []string{"MAX_BODY_BYTES must be between"}},
 		{"huge body limit", map[string]string{"MAX_BODY_BYTES": "200000000"}, []string{"MAX_BODY_BYTES must be between"}},
 		{"zero channels", map[string]string{"PUBLISHER_CHANNELS": "0"}, []string{"PUBLISHER_CHANNELS must be between"}},

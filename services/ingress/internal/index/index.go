@@ -43,6 +43,8 @@ var (
 	bucketWait = []byte("waiting")
 	keyOffset  = []byte("offset")
 	keyFormat  = []byte("format")
+	// keySource names the stream the index was built from: "<vhost>/<name>".
+	keySource = []byte("source")
 )
 
 // format is the layout of the file this code writes. A file of another
@@ -452,6 +454,9 @@ func (x *Index) Consume(ctx context.Context, conn *amqp.Connection, stream strin
 	if err := ch.Qos(prefetch, 0, false /* global */); err != nil {
 		return fmt.Errorf("set index prefetch: %w", err)
 	}
+	if err := x.follow(conn.Config.Vhost+"/"+stream, log); err != nil {
+		return err
+	}
 	var from any = "first"
 	last, ok, err := x.Offset()
 	if err != nil {
@@ -517,6 +522,36 @@ func (x *Index) Consume(ctx context.Context, conn *amqp.Connection, stream strin
 			}
 		}
 	}
+}
+
+// follow records source as the stream the index is built from. An index
+// built from another stream (another vhost or prefix: its offsets mean
+// nothing in this one) is emptied first, to be built again from this
+// stream's first event. An index without a source (built before sources
+// were recorded) takes this one as its own.
+func (x *Index) follow(source string, log *slog.Logger) error {
+	return x.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		old := string(meta.Get(keySource))
+		if old == source {
+			return nil
+		}
+		if old != "" {
+			log.Warn("index built from another event stream: emptied, to be built again from this one", "was", old, "stream", source)
+			for _, name := range [][]byte{bucketRegs, bucketWait} {
+				if err := tx.DeleteBucket(name); err != nil {
+					return err
+				}
+				if _, err := tx.CreateBucket(name); err != nil {
+					return err
+				}
+			}
+			if err := meta.Delete(keyOffset); err != nil {
+				return err
+			}
+		}
+		return meta.Put(keySource, []byte(source))
+	})
 }
 
 func streamOffset(h amqp.Table) (int64, bool) {

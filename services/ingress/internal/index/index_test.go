@@ -195,3 +195,67 @@ func TestOpen_AnOlderLayoutIsRebuiltFromTheStream(t *testing.T) {
 		t.Fatalf("id-2: %+v %v %v", r, ok, err)
 	}
 }
+
+// An index follows one stream. Pointed at another (another prefix, another
+// vhost: offsets that mean nothing there), it is emptied and built again
+// from that stream's first event, rather than resuming at an offset of the
+// old one and missing what comes before it.
+func TestIndex_AnotherStreamRebuildsIt(t *testing.T) {
+	conn := brokertest.Dial(t)
+	one := brokertest.Declare(t, conn, brokertest.WithEvents(brokertest.Config(t)))
+	cfg := brokertest.WithEvents(brokertest.Config(t))
+	cfg.Prefix += ".two"
+	two := brokertest.Declare(t, conn, cfg)
+	pub := broker.NewPublisher(1)
+	if err := pub.Attach(conn); err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Detach()
+	emit := func(stream, id string) {
+		t.Helper()
+		if err := events.NewEmitter(pub, stream, "test", 5*time.Second).Emit(context.Background(), events.Event{Type: events.TypeAccepted, ID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	emit(one.Events, "in-one")
+	emit(two.Events, "in-two")
+	emit(two.Events, "in-two-also")
+
+	x, err := index.Open(filepath.Join(t.TempDir(), "index.db"), index.Queues{Main: one.Queue, Dead: one.DeadQueue}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	consume := func(stream, id string) {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		c := brokertest.Dial(t)
+		go func() { done <- x.Consume(ctx, c, stream, log) }()
+		waitStatus(t, x, id, events.StatusAccepted)
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("consume %s: %v", stream, err)
+		}
+		_ = c.Close()
+	}
+	known := func(id string) bool {
+		t.Helper()
+		_, ok, err := x.Registration(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+
+	consume(two.Events, "in-two-also") // offset 1 of two
+	consume(one.Events, "in-one")      // offset 0 of one: missed had it resumed at 2
+	if known("in-two") || known("in-two-also") {
+		t.Error("registrations of the other stream are still known")
+	}
+	consume(two.Events, "in-two") // from two's first event again
+	if !known("in-two-also") || known("in-one") {
+		t.Errorf("back on the first stream: in-two-also known %v, in-one known %v; want true, false", known("in-two-also"), known("in-one"))
+	}
+}

@@ -9,8 +9,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// The index follows the stream's retention by age: a registration whose
-// newest event is older than EVENTS_MAX_AGE is gone from the stream, so it
+// The index follows the stream's retention by age (INGRESS_INDEX_MAX_AGE,
+// by default EVENTS_MAX_AGE): a registration whose newest event is older
+// than EVENTS_MAX_AGE is gone from the stream, so it
 // goes from the index too (a lookup answers 404, as an index rebuilt from
 // the stream would). A registration that still waits somewhere (accepted,
 // held, retrying, dead-lettered) is kept whatever its age: its message is
@@ -23,11 +24,15 @@ import (
 var trimBatch = 10_000
 
 // Trim deletes the records of registrations that wait nowhere and whose
-// newest event is older than before. It returns how many it deleted.
-func (x *Index) Trim(before time.Time) (deleted int, err error) {
+// newest event is older than before. It returns how many it deleted; when
+// ctx ends it stops between transactions, with ctx's error.
+func (x *Index) Trim(ctx context.Context, before time.Time) (deleted int, err error) {
 	cut := before.UnixNano()
 	var from []byte
 	for {
+		if err := ctx.Err(); err != nil {
+			return deleted, err
+		}
 		n, next, err := x.trimFrom(cut, from)
 		deleted += n
 		if err != nil || next == nil {
@@ -51,7 +56,7 @@ func (x *Index) trimFrom(cut int64, from []byte) (deleted int, next []byte, err 
 		// Deleting under a cursor moves it: collect first, delete after.
 		var old [][]byte
 		for seen := 0; k != nil; k, v = c.Next() {
-			if seen == trimBatch {
+			if seen >= max(trimBatch, 1) {
 				next = bytes.Clone(k)
 				break
 			}
@@ -76,14 +81,21 @@ func (x *Index) trimFrom(cut int64, from []byte) (deleted int, next []byte, err 
 }
 
 // newest is the time of a registration's newest event that its state
-// records, Unix ns.
+// records, Unix ns: of its status-bearing event ranked highest, its
+// acceptance and its latest redrive. (An event ranked lower that came
+// later, such as a duplicate attempt after its delivery, is not counted:
+// such a registration may go a little before its last event leaves the
+// stream.)
 func newest(st *state) int64 {
 	return max(st.At, st.AcceptedAt, st.RedrivenAt)
 }
 
 // TrimEvery trims registrations older than maxAge at once and then every
-// interval, until ctx ends.
+// interval, until ctx ends; maxAge 0 never trims.
 func (x *Index) TrimEvery(ctx context.Context, maxAge, interval time.Duration, log *slog.Logger) {
+	if maxAge <= 0 {
+		return
+	}
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -93,18 +105,21 @@ func (x *Index) TrimEvery(ctx context.Context, maxAge, interval time.Duration, l
 		case <-t.C:
 		}
 		started := time.Now()
-		n, err := x.Trim(started.Add(-maxAge))
+		n, err := x.Trim(ctx, started.Add(-maxAge))
+		if ctx.Err() != nil {
+			return
+		}
 		if err != nil {
 			log.Warn("index not trimmed", "err", err)
 		} else if n > 0 {
-			log.Info("index trimmed: registrations older than EVENTS_MAX_AGE removed", "removed", n, "duration_ms", time.Since(started).Milliseconds())
+			log.Info("index trimmed: registrations older than INGRESS_INDEX_MAX_AGE removed", "removed", n, "max_age", maxAge.String(), "duration_ms", time.Since(started).Milliseconds())
 		}
 		t.Reset(interval)
 	}
 }
 
-// TrimInterval is how often the ingress trims its index: a fraction of the
-// retention, at most hourly.
+// TrimInterval is how often the ingress trims its index: an eighth of the
+// retention, and at least hourly.
 func TrimInterval(maxAge time.Duration) time.Duration {
 	return min(time.Hour, max(maxAge/8, time.Second))
 }

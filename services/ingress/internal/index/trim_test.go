@@ -1,6 +1,7 @@
 package index_test
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -53,7 +54,7 @@ func TestTrim_RemovesWhatTheStreamNoLongerHoldsAndKeepsWhatStillWaits(t *testing
 	apply(events.Event{Type: events.TypeAttempt, ID: "old-redriven", At: recent, AcceptedAt: events.TimePtr(old), Redrive: 1, Attempt: 1, Status: 200, Outcome: "delivered"},
 		events.Event{Type: events.TypeDelivered, ID: "old-redriven", At: recent, AcceptedAt: events.TimePtr(old), Redrive: 1, Attempt: 1})
 
-	n, err := x.Trim(now.Add(-7 * 24 * time.Hour))
+	n, err := x.Trim(context.Background(), now.Add(-7*24*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +79,7 @@ func TestTrim_RemovesWhatTheStreamNoLongerHoldsAndKeepsWhatStillWaits(t *testing
 	if got := oldest["q.dead"]; got.UnixNano() != old.UnixNano() {
 		t.Errorf("oldest dead letter since %v, want %v: a waiting registration is kept", got, old)
 	}
-	if n, err := x.Trim(now.Add(-7 * 24 * time.Hour)); n != 0 || err != nil {
+	if n, err := x.Trim(context.Background(), now.Add(-7*24*time.Hour)); n != 0 || err != nil {
 		t.Errorf("second Trim: %d, %v; want nothing left to remove", n, err)
 	}
 }
