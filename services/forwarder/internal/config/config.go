@@ -65,9 +65,20 @@ const holdSlack = 5 * time.Second
 // fit RabbitMQ's consumer_timeout (see Validate): 7 minutes at four
 // messages per worker, 3 at eight (the default with events on).
 func (c Config) defaultHoldMax() time.Duration {
+	return max(min(10*time.Minute, c.holdBudget().Truncate(time.Minute)), time.Minute)
+}
+
+// holdBudget is the longest hold that lets ⌈prefetch/concurrency⌉ rounds
+// of holds fit consumer_timeout.
+func (c Config) holdBudget() time.Duration {
 	rounds := (c.Prefetch + c.Concurrency - 1) / max(c.Concurrency, 1)
-	budget := consumerTimeout/time.Duration(max(rounds, 1)) - c.DeliveryTimeout - c.PublishTimeout - holdSlack - time.Second
-	return max(min(10*time.Minute, budget.Truncate(time.Minute)), time.Minute)
+	return consumerTimeout/time.Duration(max(rounds, 1)) - c.DeliveryTimeout - c.PublishTimeout - holdSlack - time.Second
+}
+
+// withPrefetch returns c with prefetch n.
+func (c Config) withPrefetch(n int) Config {
+	c.Prefetch = n
+	return c
 }
 
 // DefaultNonRetryable are the statuses that mean "this request will never
@@ -147,6 +158,11 @@ func Load(getenv config.Getenv) (Config, error) {
 	perWorker, linger := 2, time.Duration(0)
 	if c.Topology.Events {
 		perWorker, linger = 8, 20*time.Millisecond
+	}
+	// Fewer when long timeouts leave eight rounds of holds no room within
+	// consumer_timeout (a minute each at least): the default must start.
+	for perWorker > 2 && c.withPrefetch(perWorker*c.Concurrency).holdBudget() < time.Minute {
+		perWorker /= 2
 	}
 	c.Prefetch = l.Int("FORWARDER_PREFETCH", perWorker*c.Concurrency)
 	c.EventsLinger = l.Duration("FORWARDER_EVENTS_LINGER", linger)

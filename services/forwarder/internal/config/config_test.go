@@ -56,6 +56,11 @@ func TestLoad_EventsDefaults(t *testing.T) {
 	if err != nil || c.Concurrency != 8 || c.Prefetch != 64 || c.EventsLinger != 3*time.Millisecond || c.HoldMax != 2*time.Minute {
 		t.Errorf("EVENTS=on with settings: %+v (%v)", c, err)
 	}
+	// Long timeouts leave eight rounds of holds no room: fewer slots, so
+	// that the defaults still start.
+	if c, err := load(map[string]string{"DELIVERY_TIMEOUT": "3m"}); err != nil || c.Prefetch != 128 || c.HoldMax != 4*time.Minute {
+		t.Errorf("DELIVERY_TIMEOUT=3m: prefetch %d, hold %s (%v); want 128 and 4m", c.Prefetch, c.HoldMax, err)
+	}
 	// The hold's default depends on the prefetch alone; off, two slots per
 	// worker and no linger.
 	if c, err := load(map[string]string{"EVENTS": "off"}); err != nil || c.Prefetch != 64 || c.EventsLinger != 0 || c.HoldMax != 10*time.Minute {
