@@ -19,6 +19,7 @@ import (
 
 	"github.com/railco/relay/pkg/broker"
 	"github.com/railco/relay/pkg/envelope"
+	"github.com/railco/relay/pkg/topology"
 )
 
 // The chaos suite (make test-chaos) runs the real binaries against a private
@@ -464,18 +465,6 @@ func TestChaos_DeliveryGoesOnWhilePublishingIsBlocked(t *testing.T) {
 		}
 		return answerOK
 	})
-	conn, err := amqp.Dial(b.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if err := topo.Declare(conn); err != nil {
-		t.Fatal(err)
-	}
-	pub := broker.NewPublisher(1)
-	if err := pub.Attach(conn); err != nil {
-		t.Fatal(err)
-	}
 	// More failing messages than workers: their moves must not hold the
 	// workers, or the deliveries after them would stop.
 	const n, failing = 40, 4
@@ -486,15 +475,7 @@ func TestChaos_DeliveryGoesOnWhilePublishingIsBlocked(t *testing.T) {
 	for i := range n {
 		ids = append(ids, fmt.Sprint("blocked-ok-", i))
 	}
-	for _, id := range ids {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := pub.Publish(ctx, topo.Exchange, topo.Queue, envelope.New(id, registration(id), time.Now()))
-		cancel()
-		if err != nil {
-			t.Fatalf("publish %s: %v", id, err)
-		}
-	}
-	pub.Detach()
+	storeDirectly(t, b, topo, ids)
 
 	b.ctl(t, "set_vm_memory_high_watermark", "0.00001")
 	t.Cleanup(func() { b.ctl(t, "set_vm_memory_high_watermark", "0.4") })
@@ -526,17 +507,10 @@ func TestChaos_DeliveryGoesOnWhilePublishingIsBlocked(t *testing.T) {
 	b.ctl(t, "set_vm_memory_high_watermark", "0.4")
 }
 
-// 7b. With events on (the default), a delivered message is acked only once
-// the broker confirmed its delivered event, and a resource alarm blocks that
-// publish too: delivery goes on only until the prefetch is full of delivered
-// messages awaiting their events, and none of them is acked meanwhile. Once
-// the alarm clears, the events are confirmed and the messages acked: every
-// message was delivered, once, and the queue is empty.
-func TestChaos_EventsHoldAcksWhilePublishingIsBlocked(t *testing.T) {
-	b := chaosBroker(t)
-	cfg := fastRetries()
-	topo := chaosTopology(t, b, cfg)
-	backend := newChaosBackend(t, func(string, []byte) answer { return answerOK })
+// storeDirectly declares topo on b and stores a registration for each id
+// in its main queue, with confirms, as the ingress would.
+func storeDirectly(t *testing.T, b *privateBroker, topo *topology.Topology, ids []string) {
+	t.Helper()
 	conn, err := amqp.Dial(b.URL())
 	if err != nil {
 		t.Fatal(err)
@@ -549,11 +523,8 @@ func TestChaos_EventsHoldAcksWhilePublishingIsBlocked(t *testing.T) {
 	if err := pub.Attach(conn); err != nil {
 		t.Fatal(err)
 	}
-	const n, prefetch = 20, 8
-	var ids []string
-	for i := range n {
-		id := fmt.Sprint("blocked-events-", i)
-		ids = append(ids, id)
+	defer pub.Detach()
+	for _, id := range ids {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := pub.Publish(ctx, topo.Exchange, topo.Queue, envelope.New(id, registration(id), time.Now()))
 		cancel()
@@ -561,7 +532,25 @@ func TestChaos_EventsHoldAcksWhilePublishingIsBlocked(t *testing.T) {
 			t.Fatalf("publish %s: %v", id, err)
 		}
 	}
-	pub.Detach()
+}
+
+// 7b. With events on (the default), a delivered message is acked only once
+// the broker confirmed its delivered event, and a resource alarm blocks that
+// publish too: delivery goes on only until the prefetch is full of delivered
+// messages awaiting their events, and none of them is acked meanwhile. Once
+// the alarm clears, the events are confirmed and the messages acked: every
+// message was delivered, once, and the queue is empty.
+func TestChaos_EventsHoldAcksWhilePublishingIsBlocked(t *testing.T) {
+	b := chaosBroker(t)
+	cfg := fastRetries()
+	topo := chaosTopology(t, b, cfg)
+	backend := newChaosBackend(t, func(string, []byte) answer { return answerOK })
+	const n, prefetch = 20, 8
+	var ids []string
+	for i := range n {
+		ids = append(ids, fmt.Sprint("blocked-events-", i))
+	}
+	storeDirectly(t, b, topo, ids)
 
 	b.ctl(t, "set_vm_memory_high_watermark", "0.00001")
 	t.Cleanup(func() { b.ctl(t, "set_vm_memory_high_watermark", "0.4") })
