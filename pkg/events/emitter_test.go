@@ -91,3 +91,44 @@ func TestEmitter_DoesNotLingerWhenAMessageIsFull(t *testing.T) {
 		t.Errorf("took %s: it lingered before a full message (linger %s)", took.Round(time.Millisecond), linger)
 	}
 }
+
+// A linger ends as soon as flushAt callers wait, rather than when it runs
+// out: the forwarder's delivered messages hold prefetch slots meanwhile.
+// And it ends when a whole message's worth waits, whatever flushAt.
+func TestEmitter_LingerEndsAtFlushAtOrAFullMessage(t *testing.T) {
+	const linger = time.Hour // never what ends it here
+	published := func(e *events.Emitter, pub *counting, posts, size int) {
+		t.Helper()
+		done := make(chan struct{})
+		var mu sync.Mutex
+		told := 0
+		for i := range posts {
+			evs := make([]events.Event, size)
+			for j := range evs {
+				evs[j] = event(i)
+			}
+			e.PostAll(evs, func(err error) {
+				if err != nil {
+					t.Error(err)
+				}
+				mu.Lock()
+				if told++; told == posts {
+					close(done)
+				}
+				mu.Unlock()
+			})
+		}
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d posts of %d events still unconfirmed after 10 s: the linger was not cut short", posts, size)
+		}
+		if messages, evs := pub.counts(); messages != 1 || evs != posts*size {
+			t.Errorf("%d messages of %d events in all, want 1 of %d", messages, evs, posts*size)
+		}
+	}
+	pub := &counting{}
+	published(events.NewEmitter(pub, "events", "test", time.Second).SetLinger(linger).SetFlushAt(3), pub, 3, 2)
+	pub = &counting{}
+	published(events.NewEmitter(pub, "events", "test", time.Second).SetLinger(linger), pub, 2, 128)
+}

@@ -136,10 +136,15 @@ type Emitter struct {
 	timeout time.Duration
 	linger  time.Duration
 
-	mu       sync.Mutex
-	pending  []*waiter
-	flushing int
-	posted   sync.WaitGroup // flushers started by Post
+	flushAt int           // a linger ends once this many callers wait; 0: only a full message ends it
+	wake    chan struct{} // ends a linger early (flushAt reached, or a full message)
+
+	mu        sync.Mutex
+	pending   []*waiter
+	pendingN  int // events in pending
+	flushing  int
+	lingering bool           // a flusher waits in its linger
+	posted    sync.WaitGroup // flushers started by Post
 }
 
 // waiter is one caller's events: told the outcome on done (EmitAll) or
@@ -187,7 +192,20 @@ const (
 // exchange) as source, each message waiting at most timeout for its
 // confirm; stream "" turns it off.
 func NewEmitter(pub Publisher, stream, source string, timeout time.Duration) *Emitter {
-	return &Emitter{pub: pub, stream: stream, source: source, timeout: timeout, linger: DefaultLinger}
+	return &Emitter{pub: pub, stream: stream, source: source, timeout: timeout, linger: DefaultLinger, wake: make(chan struct{}, 1)}
+}
+
+// SetFlushAt ends a linger as soon as n callers' events wait (0: only when
+// a whole message's worth does); call it before the first Emit. It returns
+// e. The forwarder, each of whose delivered messages holds a prefetch slot
+// until its events are confirmed, sets a share of its prefetch: under a
+// high rate the linger then costs the slots little, while at a moderate
+// one it still gathers large messages.
+func (e *Emitter) SetFlushAt(n int) *Emitter {
+	if e != nil {
+		e.flushAt = n
+	}
+	return e
 }
 
 // SetLinger sets how long a flusher gathers events before it publishes
@@ -280,9 +298,16 @@ func (e *Emitter) add(w *waiter) (lead bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.pending = append(e.pending, w)
+	e.pendingN += len(w.evs)
 	lead = e.flushing < maxFlushers
 	if lead {
 		e.flushing++
+	}
+	if e.lingering && e.fullLocked() {
+		select {
+		case e.wake <- struct{}{}:
+		default: // already woken
+		}
 	}
 	return lead
 }
@@ -296,15 +321,28 @@ func (e *Emitter) flush() {
 			// Gather before every message, not only the first: under
 			// steady load one flusher publishes message after message,
 			// and each message is a chunk of the stream, which the broker
-			// pays for whatever it holds (see Batching).
+			// pays for whatever it holds (see Batching). add ends the
+			// linger early once the message would be full (fullLocked).
+			select {
+			case <-e.wake: // a wake-up meant for an earlier linger
+			default:
+			}
+			e.lingering = true
 			e.mu.Unlock()
-			time.Sleep(e.linger)
+			t := time.NewTimer(e.linger)
+			select {
+			case <-t.C:
+			case <-e.wake:
+				t.Stop()
+			}
 			e.mu.Lock()
+			e.lingering = false
 		}
 		var batch []*waiter
 		n := 0
 		for len(e.pending) > 0 && (n == 0 || n+len(e.pending[0].evs) <= maxBatch) {
 			n += len(e.pending[0].evs)
+			e.pendingN -= len(e.pending[0].evs)
 			batch = append(batch, e.pending[0])
 			e.pending[0] = nil
 			e.pending = e.pending[1:]
@@ -333,15 +371,10 @@ func (e *Emitter) flush() {
 }
 
 // fullLocked reports whether a whole message's worth of events waits
-// already: then lingering would only let them pile up. e.mu must be held.
+// already, or flushAt callers: then lingering would only let them pile up,
+// or hold the forwarder's prefetch slots. e.mu must be held.
 func (e *Emitter) fullLocked() bool {
-	n := 0
-	for _, w := range e.pending {
-		if n += len(w.evs); n >= maxBatch {
-			return true
-		}
-	}
-	return false
+	return e.pendingN >= maxBatch || (e.flushAt > 0 && len(e.pending) >= e.flushAt)
 }
 
 // Ms returns d in whole milliseconds, for DurationMS.

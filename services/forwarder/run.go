@@ -82,7 +82,9 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		NonRetryable:    cfg.NonRetryable,
 		HoldMax:         cfg.HoldMax,
 		Observer:        m,
-		Events:          events.NewEmitter(pub, topo.Events, "forwarder", cfg.PublishTimeout).SetLinger(cfg.EventsLinger),
+		// A delivered message holds its prefetch slot until its events are
+		// confirmed: the linger ends once a quarter of the slots wait.
+		Events: events.NewEmitter(pub, topo.Events, "forwarder", cfg.PublishTimeout).SetLinger(cfg.EventsLinger).SetFlushAt(max(1, cfg.Prefetch/4)),
 	}, topo, pub, client, brk, log)
 
 	var consuming atomic.Bool
