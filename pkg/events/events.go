@@ -167,7 +167,8 @@ func (w *waiter) tell(err error) {
 // maxBatch events (~200 bytes each); the events that come while it awaits
 // its confirm make the next one. A flusher may also gather events for a
 // linger (DefaultLinger, or SetLinger) before each message it publishes,
-// unless a whole message's worth waits already. The broker's work is per
+// which ends early once a whole message's worth waits, or SetFlushAt's
+// number of callers. The broker's work is per
 // message and above all per chunk of the stream (what reaches the stream
 // while it is busy writing: one message at a time is one chunk each), so a
 // message of 20 events costs it about what one of one does: measured, one
