@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -224,10 +225,10 @@ func parseMessageJSON(body []byte) ([]Event, error) {
 	return evs, nil
 }
 
-// decodeMessage decodes body, a JSON array of event objects. It reports false for
-// input it does not fully understand. An empty array gives an empty,
-// non-nil slice, as encoding/json does.
-func decodeMessage(body []byte) (evs []Event, ok bool) {
+// decodeMessage decodes body, a JSON array of event objects, appending
+// them to dst. It reports false for input it does not fully understand. An
+// empty array gives an empty, non-nil slice, as encoding/json does.
+func decodeMessage(dst []Event, body []byte) (evs []Event, ok bool) {
 	i := skipSpace(body, 0)
 	if i == len(body) || body[i] != '[' {
 		return nil, false
@@ -237,7 +238,7 @@ func decodeMessage(body []byte) (evs []Event, ok bool) {
 	// string may hold the separator too (hence the bound, a Message's most).
 	n := min(bytes.Count(body, []byte("},{"))+1, maxBatch)
 	d := decoder{per: n}
-	evs = make([]Event, 0, n)
+	evs = slices.Grow(dst, n)
 	if i < len(body) && body[i] == ']' {
 		return evs, skipSpace(body, i+1) == len(body)
 	}

@@ -326,6 +326,20 @@ func checkParse(t *testing.T, b []byte) {
 		t.Fatalf("ParseMessage(%q) = %+v, %v\nencoding/json: %+v, %v", b, evs, err, wantEvs, wantErr)
 	}
 
+	// Appended after an event already there: that one stays, and an error
+	// leaves dst as it was.
+	first := events.Event{V: events.Version, Type: events.TypeAccepted, ID: "first"}
+	dst := append(make([]events.Event, 0, 1), first)
+	got2, err := events.AppendMessageEvents(dst, b)
+	switch {
+	case (err != nil) != (wantErr != nil):
+		t.Fatalf("AppendMessageEvents(dst, %q): error %v, encoding/json's %v", b, err, wantErr)
+	case err != nil && (len(got2) != 1 || got2[0] != first):
+		t.Fatalf("AppendMessageEvents(dst, %q) failed and returned %+v, not dst", b, got2)
+	case err == nil && (len(got2) != 1+len(wantEvs) || got2[0] != first || (len(wantEvs) > 0 && !reflect.DeepEqual(got2[1:], wantEvs))):
+		t.Fatalf("AppendMessageEvents(dst, %q) = %+v, want dst and %+v", b, got2, wantEvs)
+	}
+
 	if !bytes.Equal(b, in) {
 		t.Fatalf("the input changed: %q, was %q", b, in)
 	}

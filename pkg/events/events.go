@@ -96,12 +96,25 @@ const HeaderCount = "x-relay-event-count"
 // fails for a version it does not know, or an event without id or type.
 // It reads the body as json.Unmarshal would (see codec.go).
 func ParseMessage(body []byte) ([]Event, error) {
-	evs, ok := decodeMessage(body)
+	return AppendMessageEvents(nil, body)
+}
+
+// AppendMessageEvents is ParseMessage appending the events to dst; on an
+// error it returns dst as it was.
+func AppendMessageEvents(dst []Event, body []byte) ([]Event, error) {
+	evs, ok := decodeMessage(dst, body)
 	if !ok {
-		return parseMessageJSON(body) // not the JSON AppendEvent writes
+		evs, err := parseMessageJSON(body) // not the JSON AppendEvent writes
+		switch {
+		case err != nil:
+			return dst, err
+		case dst == nil:
+			return evs, nil // an empty array: empty, not nil
+		}
+		return append(dst, evs...), nil
 	}
-	if err := checkEvents(evs); err != nil {
-		return nil, err
+	if err := checkEvents(evs[len(dst):]); err != nil {
+		return dst, err
 	}
 	return evs, nil
 }

@@ -20,6 +20,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -73,6 +74,9 @@ type Index struct {
 	db     *bolt.DB
 	obs    Observer
 	queues Queues
+
+	mu      sync.Mutex // Apply's
+	scratch scratch
 }
 
 // Open opens (or creates) the index file at path. Only one process may
@@ -161,14 +165,15 @@ func (x *Index) Registration(id string) (events.Registration, bool, error) {
 // A record is: the length of the encoded state (uvarint), the state, then
 // its events in stream order, each in the form of appendEvent.
 
-// splitRecord returns a record's state and the bytes of its events.
+// splitRecord returns a record's state and the bytes of its events. The
+// state's Wait is v's own bytes: valid as long as v is.
 func splitRecord(v []byte) (state, []byte, error) {
 	var st state
 	n, w := binary.Uvarint(v)
 	if w <= 0 || uint64(len(v)-w) < n {
 		return st, nil, errBadState
 	}
-	if err := st.decode(v[w : w+int(n)]); err != nil {
+	if err := st.decode(v[w:w+int(n)], nil); err != nil {
 		return st, nil, err
 	}
 	return st, v[w+int(n):], nil
@@ -210,10 +215,9 @@ type state struct {
 	Delivered  bool   // delivery latency observed
 }
 
-// encode returns st in the index's binary form: fixed fields, then the
-// strings, each after its length.
-func (st *state) encode() []byte {
-	b := make([]byte, 0, 64+len(st.Status)+len(st.Type)+len(st.Tier)+len(st.Wait))
+// appendTo appends st in the index's binary form to b: fixed fields, then
+// the strings, each after its length.
+func (st *state) appendTo(b []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(st.Redrive))
 	b = binary.AppendUvarint(b, uint64(st.Attempt))
 	b = binary.AppendVarint(b, st.At)
@@ -224,25 +228,27 @@ func (st *state) encode() []byte {
 		d = 1
 	}
 	b = append(b, d)
-	for _, s := range [][]byte{[]byte(st.Status), []byte(st.Type), []byte(st.Tier), st.Wait} {
+	for _, s := range [...]string{st.Status, st.Type, st.Tier} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
-	return b
+	b = binary.AppendUvarint(b, uint64(len(st.Wait)))
+	return append(b, st.Wait...)
 }
 
 var errBadState = errors.New("malformed state")
 
-// decode reads what encode wrote.
-func (st *state) decode(b []byte) error {
+// decode reads what appendTo wrote. Its strings come from in when it has
+// them (nil: new strings each); its Wait is b's own bytes.
+func (st *state) decode(b []byte, in strs) error {
 	r := varintReader{b: b}
 	st.Redrive, st.Attempt = int(r.uvarint()), int(r.uvarint())
 	st.At, st.AcceptedAt, st.RedrivenAt = r.varint(), r.varint(), r.varint()
 	st.Delivered = r.byte() == 1
-	st.Status, st.Type, st.Tier = string(r.bytes()), string(r.bytes()), string(r.bytes())
+	st.Status, st.Type, st.Tier = in.get(r.bytes()), in.get(r.bytes()), in.get(r.bytes())
 	st.Wait = nil
 	if w := r.bytes(); len(w) > 0 {
-		st.Wait = bytes.Clone(w)
+		st.Wait = w
 	}
 	if r.bad {
 		return errBadState
@@ -250,9 +256,25 @@ func (st *state) decode(b []byte) error {
 	return nil
 }
 
+// strs interns a state's strings (statuses, event types, retry tiers: a
+// handful of values), so that decoding a state does not allocate them.
+type strs map[string]string
+
+func (in strs) get(b []byte) string {
+	if s, ok := in[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if in != nil && len(in) < 256 {
+		in[s] = s
+	}
+	return s
+}
+
 // apply advances st by e; it reports a newly delivered registration's
 // latency.
-func (x *Index) apply(st *state, e events.Event) (latency time.Duration, delivered bool) {
+// It leaves st.Wait as it was: see waitKey.
+func (x *Index) apply(st *state, e *events.Event) (latency time.Duration, delivered bool) {
 	if e.AcceptedAt != nil && (st.AcceptedAt == 0 || e.AcceptedAt.UnixNano() < st.AcceptedAt) {
 		st.AcceptedAt = e.AcceptedAt.UnixNano()
 	}
@@ -263,13 +285,12 @@ func (x *Index) apply(st *state, e events.Event) (latency time.Duration, deliver
 		st.RedrivenAt = e.At.UnixNano()
 	}
 	last := events.Event{Type: st.Type, Redrive: st.Redrive, Attempt: st.Attempt}
-	if s := events.StatusOf(e); s != "" && (st.Type == "" || events.Rank(e, last) >= 0) {
+	if s := events.StatusOf(*e); s != "" && (st.Type == "" || events.Rank(*e, last) >= 0) {
 		st.Status, st.Type, st.Redrive, st.Attempt, st.At, st.Tier = s, e.Type, e.Redrive, e.Attempt, e.At.UnixNano(), e.Tier
 	}
 	if st.Status == "" {
 		st.Status = events.StatusAccepted // as Fold: a last attempt whose outcome's event is on its way
 	}
-	st.Wait = x.waitKey(e.ID, st)
 	if st.Status == events.StatusDelivered && !st.Delivered {
 		st.Delivered = true
 		if st.AcceptedAt != 0 {
@@ -279,64 +300,55 @@ func (x *Index) apply(st *state, e events.Event) (latency time.Duration, deliver
 	return 0, false
 }
 
-// pending is what a batch brings to one registration.
-type pending struct {
-	id  string
-	evs []events.Event // its new events, in stream order
-}
-
 // Apply stores a batch of messages' events and the offset of the last
 // message, in one transaction. A message that does not hold events of a
 // known version is skipped (and counted in skipped): another producer's,
-// or a newer schema.
+// or a newer schema. Apply is called by one goroutine at a time (Consume's;
+// a second caller waits).
 func (x *Index) Apply(batch []Record) (skipped int, err error) {
 	if len(batch) == 0 {
 		return 0, nil
 	}
-	regs := make(map[string]*pending, len(batch)*8)
-	var order []*pending
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	s := &x.scratch
+	s.reset()
 	for _, r := range batch {
-		evs, err := events.ParseMessage(r.Body)
-		if err != nil {
+		var err error
+		if s.evs, err = events.AppendMessageEvents(s.evs, r.Body); err != nil {
 			skipped++
-			continue
-		}
-		for i := range evs {
-			e := &evs[i]
-			p := regs[e.ID]
-			if p == nil {
-				p = &pending{id: e.ID}
-				regs[e.ID] = p
-				order = append(order, p)
-			}
-			p.evs = append(p.evs, evs[i])
 		}
 	}
+	s.group()
 	// In key order: neighbouring registrations share B-tree pages.
-	slices.SortFunc(order, func(a, b *pending) int { return strings.Compare(a.id, b.id) })
+	slices.SortFunc(s.regs, func(a, b reg) int { return strings.Compare(a.id, b.id) })
 	var delivered []time.Duration
 	err = x.db.Update(func(tx *bolt.Tx) error {
 		regb, wait := tx.Bucket(bucketRegs), tx.Bucket(bucketWait)
 		// Ids are mostly time-ordered (UUIDv7): fuller pages than the
 		// default half, for appends.
 		regb.FillPercent = 0.9
-		var buf []byte
-		for _, p := range order {
-			key := []byte(p.id)
+		// One cursor for the lookups: Get makes one each, which allocates.
+		c := regb.Cursor()
+		for _, p := range s.regs {
+			// bbolt keeps a Put's key and value until the commit: both
+			// live in the arena, which is not reused before it.
+			key := s.alloc(p.id)
 			var st state
 			var old []byte
-			if v := regb.Get(key); v != nil {
+			if k, v := c.Seek(key); v != nil && bytes.Equal(k, key) {
 				var err error
-				if st, old, err = splitRecord(v); err != nil {
+				if st, old, err = s.splitRecord(v); err != nil {
 					return fmt.Errorf("record of %s: %w", p.id, err)
 				}
 			}
 			prevWait := st.Wait
-			for _, e := range p.evs {
-				if lat, ok := x.apply(&st, e); ok {
+			for i := p.head; i >= 0; i = s.next[i] {
+				if lat, ok := x.apply(&st, &s.evs[i]); ok {
 					delivered = append(delivered, lat)
 				}
 			}
+			st.Wait = x.appendWaitKey(s, p.id, &st)
 			if !bytes.Equal(prevWait, st.Wait) {
 				if prevWait != nil {
 					if err := wait.Delete(prevWait); err != nil {
@@ -349,14 +361,14 @@ func (x *Index) Apply(batch []Record) (skipped int, err error) {
 					}
 				}
 			}
-			enc := st.encode()
-			buf = binary.AppendUvarint(buf[:0], uint64(len(enc)))
-			buf = append(append(buf, enc...), old...) // old is only valid in this tx: copied here
-			for i := range p.evs {
-				buf = appendEvent(buf, &p.evs[i])
+			s.enc = st.appendTo(s.enc[:0])
+			start := s.begin()
+			s.arena = binary.AppendUvarint(s.arena, uint64(len(s.enc)))
+			s.arena = append(append(s.arena, s.enc...), old...) // old is only valid in this tx: copied here
+			for i := p.head; i >= 0; i = s.next[i] {
+				s.arena = appendEvent(s.arena, &s.evs[i])
 			}
-			// bbolt keeps the value's slice until the commit: a copy each.
-			if err := regb.Put(key, bytes.Clone(buf)); err != nil {
+			if err := regb.Put(key, s.end(start)); err != nil {
 				return err
 			}
 		}
@@ -375,9 +387,9 @@ func (x *Index) Apply(batch []Record) (skipped int, err error) {
 	return skipped, nil
 }
 
-// waitKey is the bucketWait key of registration id in state st, nil when
-// it waits nowhere (delivered, purged).
-func (x *Index) waitKey(id string, st *state) []byte {
+// appendWaitKey returns the bucketWait key of registration id in state
+// st, in s's arena; nil when it waits nowhere (delivered, purged).
+func (x *Index) appendWaitKey(s *scratch, id string, st *state) []byte {
 	var queue string
 	since := st.At
 	switch st.Status {
@@ -400,10 +412,88 @@ func (x *Index) waitKey(id string, st *state) []byte {
 	default:
 		return nil
 	}
-	k := make([]byte, 0, len(queue)+9+len(id))
-	k = append(append(k, queue...), 0)
-	k = binary.BigEndian.AppendUint64(k, uint64(since))
-	return append(k, id...)
+	start := s.begin()
+	s.arena = append(append(s.arena, queue...), 0)
+	s.arena = binary.BigEndian.AppendUint64(s.arena, uint64(since))
+	s.arena = append(s.arena, id...)
+	return s.end(start)
+}
+
+// scratch is what Apply reuses from one batch to the next: its grouping of
+// events by registration, and an arena for the keys and values it stores
+// (bbolt holds them until the commit; the arena is only rewritten by the
+// next batch's Apply).
+type scratch struct {
+	ids   map[string]int32 // registration id → its index in regs
+	regs  []reg
+	evs   []events.Event // the batch's, in stream order
+	next  []int32        // per event in evs: the next one of its registration, or -1
+	arena []byte
+	enc   []byte
+	strs  strs
+}
+
+// reg is a registration a batch touches, and its first event in evs.
+type reg struct {
+	id         string
+	head, tail int32
+}
+
+func (s *scratch) reset() {
+	if s.ids == nil {
+		s.ids, s.strs = map[string]int32{}, strs{}
+	}
+	clear(s.ids)
+	clear(s.evs) // let the last batch's events go
+	s.regs, s.evs, s.next, s.arena = s.regs[:0], s.evs[:0], s.next[:0], s.arena[:0]
+}
+
+// group links each of evs to the next of its registration, in regs.
+func (s *scratch) group() {
+	for i := range s.evs {
+		n, id := int32(i), s.evs[i].ID
+		s.next = append(s.next, -1)
+		if r, ok := s.ids[id]; ok {
+			s.next[s.regs[r].tail], s.regs[r].tail = n, n
+			continue
+		}
+		s.ids[id] = int32(len(s.regs))
+		s.regs = append(s.regs, reg{id: id, head: n, tail: n})
+	}
+}
+
+// begin and end delimit bytes appended to the arena; end returns them. A
+// slice returned earlier stays valid when the arena grows: append copies
+// to a new array and leaves the old one as it was.
+func (s *scratch) begin() int { return len(s.arena) }
+
+func (s *scratch) end(start int) []byte { return s.arena[start:len(s.arena):len(s.arena)] }
+
+// alloc copies str into the arena.
+func (s *scratch) alloc(str string) []byte {
+	start := s.begin()
+	s.arena = append(s.arena, str...)
+	return s.end(start)
+}
+
+// splitRecord is the package's splitRecord, with interned strings and the
+// state's Wait copied into the arena (the record's bytes may move when
+// the transaction writes near them).
+func (s *scratch) splitRecord(v []byte) (state, []byte, error) {
+	var st state
+	n, w := binary.Uvarint(v)
+	if w <= 0 || uint64(len(v)-w) < n {
+		return st, nil, errBadState
+	}
+	if err := st.decode(v[w:w+int(n)], s.strs); err != nil {
+		return st, nil, err
+	}
+	if st.Wait != nil {
+		start := s.begin()
+		s.arena = append(s.arena, st.Wait...)
+		st.Wait = s.end(start)
+	}
+	return st, v[w+int(n):], nil
 }
 
 // Oldest returns, for each queue where registrations wait, since when the
