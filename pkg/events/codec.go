@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -238,7 +237,11 @@ func decodeMessage(dst []Event, body []byte) (evs []Event, ok bool) {
 	// string may hold the separator too (hence the bound, a Message's most).
 	n := min(bytes.Count(body, []byte("},{"))+1, maxBatch)
 	d := decoder{per: n}
-	evs = slices.Grow(dst, n)
+	evs = dst
+	if cap(dst)-len(dst) < n { // not slices.Grow: one allocation, even under -race
+		evs = make([]Event, len(dst), len(dst)+n)
+		copy(evs, dst)
+	}
 	if i < len(body) && body[i] == ']' {
 		return evs, skipSpace(body, i+1) == len(body)
 	}

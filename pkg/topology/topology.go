@@ -35,7 +35,7 @@ type Config struct {
 	// arguments, so that changing them needs no redeclaration.
 	MaxLength int
 	MaxBytes  int
-	// Events turns the event stream on (EVENTS, default off): every step of a
+	// Events turns the event stream on (EVENTS, default on): every step of a
 	// registration's life is published to the stream Prefix+".events"
 	// (package events). Off, no stream is declared and nothing is published.
 	Events bool
@@ -56,7 +56,7 @@ func LoadConfig(l *config.Loader) Config {
 		DeliveryLimit:   l.Int("QUEUE_DELIVERY_LIMIT", 100),
 		MaxLength:       l.Int("QUEUE_MAX_LENGTH", DefaultMaxLength),
 		MaxBytes:        l.Int("QUEUE_MAX_BYTES", DefaultMaxBytes),
-		Events:          l.Switch("EVENTS", false), // off until its cost meets its budget in every phase: README, "Registration status"
+		Events:          l.Switch("EVENTS", true),
 		EventsMaxAge:    l.Duration("EVENTS_MAX_AGE", DefaultEventsMaxAge),
 		EventsMaxBytes:  int64(l.Int("EVENTS_MAX_BYTES", DefaultEventsMaxBytes)),
 	}

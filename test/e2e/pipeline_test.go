@@ -23,8 +23,8 @@ type stack struct {
 func startStack(t *testing.T, extra map[string]string) *stack {
 	t.Helper()
 	prefix := brokertest.Prefix(t)
-	// Events on unless the test turns them off (EVENTS=off is the
-	// services' default): the stream is deleted with the rest.
+	// Events on, the services' default, unless the test turns them off:
+	// the stream is deleted with the rest.
 	topo := topology.New(topology.Config{Prefix: prefix, MaxAttempts: 4, RetryInitial: time.Second, RetryMultiplier: 5,
 		RetryMax: 10 * time.Minute, DeliveryLimit: 100, Events: extra["EVENTS"] != "off"})
 	t.Cleanup(func() { brokertest.DeleteTopology(t, topo) })

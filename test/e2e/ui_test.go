@@ -43,7 +43,7 @@ func TestUI_ListsRelaysQueues(t *testing.T) {
 
 	// The real stack, so the page shows what make run shows: a consumer on
 	// the main queue, and one letter dead-lettered for a non-retryable 422.
-	s := startStack(t, map[string]string{"EVENTS": "off"}) // the default: no events stream in the picture
+	s := startStack(t, map[string]string{}) // the defaults: the event stream is in the picture
 	setStubMode(t, s.stub.addr, `{"forceStatus": 422}`)
 	postUntilAccepted(t, s.ingress.addr, registration("ui-dead-letter"))
 	conn := brokertest.Dial(t)
@@ -79,7 +79,7 @@ func TestUI_ListsRelaysQueues(t *testing.T) {
 		return q
 	}
 	brokertest.Eventually(t, 15*time.Second, "the management statistics", func() bool {
-		return stats(s.topo.Queue).Consumers >= 1 && stats(s.topo.DeadQueue).MessagesReady == 1
+		return stats(s.topo.Queue).Consumers >= 1 && stats(s.topo.DeadQueue).MessagesReady == 1 && stats(s.topo.Events).Consumers >= 1
 	})
 	t.Logf("statistics current: %s since the start", time.Since(began).Round(time.Millisecond))
 
@@ -88,8 +88,9 @@ func TestUI_ListsRelaysQueues(t *testing.T) {
 	browse(t, browser, "show the consumers column", 5*time.Second,
 		chromedp.Evaluate[chromedp.Void](`localStorage.setItem('rabbitmq.column-queues-consumers', 'true')`))
 	// The queues page filters by name on the server when Enter is pressed in
-	// its Filter box; the test's prefix leaves relay's five queues.
-	names := s.topo.QueueNames()
+	// its Filter box; the test's prefix leaves relay's five queues and its
+	// event stream.
+	names := append(s.topo.QueueNames(), s.topo.Events)
 	browse(t, browser, "open the Queues tab and filter", 15*time.Second, chromedp.Steps(
 		chromedp.Click(chromedp.CSS(`#tabs a[href="#/queues"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#queues-name`)),
@@ -112,9 +113,11 @@ func TestUI_ListsRelaysQueues(t *testing.T) {
 			t.Errorf("queue %s is not listed", name)
 		case name == s.topo.Queue && r.Consumers != "1":
 			t.Errorf("main queue %s shows %q consumers, want 1 (the forwarder)", name, r.Consumers)
+		case name == s.topo.Events && r.Consumers != "1":
+			t.Errorf("event stream %s shows %q consumers, want 1 (the ingress's index)", name, r.Consumers)
 		case name == s.topo.DeadQueue && (r.Consumers != "0" || r.Ready != "1"):
 			t.Errorf("dead-letter queue %s shows %q consumers and %q ready, want 0 and 1", name, r.Consumers, r.Ready)
-		case name != s.topo.Queue && name != s.topo.DeadQueue && r.Consumers != "0":
+		case name != s.topo.Queue && name != s.topo.DeadQueue && name != s.topo.Events && r.Consumers != "0":
 			t.Errorf("retry tier %s shows %q consumers, want 0 (the broker moves its messages)", name, r.Consumers)
 		}
 	}

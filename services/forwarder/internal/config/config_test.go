@@ -21,7 +21,7 @@ func TestLoad_Defaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Concurrency != 32 || c.Prefetch != 64 || c.DeliveryTimeout != 10*time.Second || c.AdminAddr != ":8291" || c.Topology.Events ||
+	if c.Concurrency != 32 || c.Prefetch != 256 || c.DeliveryTimeout != 10*time.Second || c.AdminAddr != ":8291" || !c.Topology.Events ||
 		c.Topology.MaxAttempts != 4 || c.Topology.RetryInitial != time.Second || c.Topology.RetryMultiplier != 5 ||
 		c.Topology.RetryMax != 10*time.Minute || c.Metrics.QueueInterval != 10*time.Second {
 		t.Errorf("defaults: %+v", c)
@@ -43,7 +43,7 @@ func TestLoad_Defaults(t *testing.T) {
 }
 
 func TestLoad_EventsDefaults(t *testing.T) {
-	c, err := load(map[string]string{"EVENTS": "on"})
+	c, err := load(map[string]string{}) // EVENTS is on by default
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestLoad_EventsDefaults(t *testing.T) {
 	}
 	// Long timeouts leave eight rounds of holds no room: fewer slots, so
 	// that the defaults still start.
-	if c, err := load(map[string]string{"EVENTS": "on", "DELIVERY_TIMEOUT": "3m"}); err != nil || c.Prefetch != 128 || c.HoldMax != 4*time.Minute {
+	if c, err := load(map[string]string{"DELIVERY_TIMEOUT": "3m"}); err != nil || c.Prefetch != 128 || c.HoldMax != 4*time.Minute {
 		t.Errorf("DELIVERY_TIMEOUT=3m: prefetch %d, hold %s (%v); want 128 and 4m", c.Prefetch, c.HoldMax, err)
 	}
 	// The hold's default depends on the prefetch alone; off, two slots per
@@ -97,7 +97,7 @@ func TestLoad_Overrides(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Concurrency != 64 || c.Prefetch != 128 || len(c.NonRetryable) != 2 || c.Endpoint != "https://example.com/c" {
+	if c.Concurrency != 64 || c.Prefetch != 512 || len(c.NonRetryable) != 2 || c.Endpoint != "https://example.com/c" {
 		t.Errorf("overrides: %+v", c)
 	}
 }
