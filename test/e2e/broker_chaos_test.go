@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -20,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -77,13 +79,52 @@ func chaosBroker(t *testing.T) *privateBroker {
 	return sharedBroker
 }
 
+// freePort returns a TCP port nothing listens on, for a process the test
+// starts. It is taken below the kernel's ephemeral range: a port the kernel
+// hands out (a listener on :0) can be taken by any outgoing connection
+// between this check and the process's bind. Ports follow one sequence per
+// test process from a random start, so no two calls return the same one.
 func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	const first = 10000
+	end := ephemeralStart()
+	if end-first < 1000 { // an unusual range: the kernel's choice, as before
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		defer ln.Close()
+		return ln.Addr().(*net.TCPAddr).Port, nil
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	portsOnce.Do(func() { portNext.Store(int64(mrand.IntN(end - first))) })
+	for range 500 {
+		p := first + int(portNext.Add(1))%(end-first)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue // in use
+		}
+		ln.Close()
+		return p, nil
+	}
+	return 0, fmt.Errorf("no free port in %d–%d", first, end-1)
+}
+
+var (
+	portsOnce sync.Once
+	portNext  atomic.Int64
+)
+
+// ephemeralStart is the first port of the kernel's ephemeral range
+// (net.ipv4.ip_local_port_range; 32768 when it cannot be read).
+func ephemeralStart() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	var lo, hi int
+	if _, err := fmt.Sscan(string(b), &lo, &hi); err != nil || lo <= 0 {
+		return 32768
+	}
+	return lo
 }
 
 // checkCanRunNodes fails, loudly, where a private node cannot run: the
