@@ -450,7 +450,19 @@ func (s *scratch) reset() {
 	clear(s.ids)
 	clear(s.evs) // let the last batch's events go
 	s.regs, s.evs, s.next, s.arena = s.regs[:0], s.evs[:0], s.next[:0], s.arena[:0]
+	// A batch far larger than steady operation's (~3,000 events; a rebuild
+	// from the stream brings up to 1,000 messages of 256) does not keep its
+	// arrays: they go with the garbage.
+	if cap(s.evs) > keepEvents {
+		s.regs, s.evs, s.next, s.ids = nil, nil, nil, map[string]int32{}
+	}
+	if cap(s.arena) > keepEvents*256 {
+		s.arena = nil
+	}
 }
+
+// keepEvents is the most events whose arrays scratch keeps between batches.
+const keepEvents = 1 << 14
 
 // group links each of evs to the next of its registration, in regs.
 func (s *scratch) group() {
