@@ -277,7 +277,8 @@ func (in strs) get(b []byte) string {
 
 // apply advances st by e; it reports a newly delivered registration's
 // latency.
-// It leaves st.Wait as it was: see waitKey.
+// It leaves st.Wait as it was: Apply sets it (appendWaitKey) once all of
+// a batch's events are applied.
 func (x *Index) apply(st *state, e *events.Event) (latency time.Duration, delivered bool) {
 	if e.AcceptedAt != nil && (st.AcceptedAt == 0 || e.AcceptedAt.UnixNano() < st.AcceptedAt) {
 		st.AcceptedAt = e.AcceptedAt.UnixNano()
