@@ -146,7 +146,7 @@ func (x *Index) Registration(id string) (events.Registration, bool, error) {
 		if v == nil {
 			return nil
 		}
-		_, rest, err := splitRecord(v)
+		_, rest, err := splitRecord(v, nil)
 		if err != nil {
 			return fmt.Errorf("record of %s: %w", id, err)
 		}
@@ -170,14 +170,15 @@ func (x *Index) Registration(id string) (events.Registration, bool, error) {
 // its events in stream order, each in the form of appendEvent.
 
 // splitRecord returns a record's state and the bytes of its events. The
-// state's Wait is v's own bytes: valid as long as v is.
-func splitRecord(v []byte) (state, []byte, error) {
+// state's strings come from in (nil: new strings); its Wait is v's own
+// bytes, valid as long as v is.
+func splitRecord(v []byte, in strs) (state, []byte, error) {
 	var st state
 	n, w := binary.Uvarint(v)
 	if w <= 0 || uint64(len(v)-w) < n {
 		return st, nil, errBadState
 	}
-	if err := st.decode(v[w:w+int(n)], nil); err != nil {
+	if err := st.decode(v[w:w+int(n)], in); err != nil {
 		return st, nil, err
 	}
 	return st, v[w+int(n):], nil
@@ -497,20 +498,13 @@ func (s *scratch) alloc(str string) []byte {
 // state's Wait copied into the arena (the record's bytes may move when
 // the transaction writes near them).
 func (s *scratch) splitRecord(v []byte) (state, []byte, error) {
-	var st state
-	n, w := binary.Uvarint(v)
-	if w <= 0 || uint64(len(v)-w) < n {
-		return st, nil, errBadState
-	}
-	if err := st.decode(v[w:w+int(n)], s.strs); err != nil {
-		return st, nil, err
-	}
-	if st.Wait != nil {
+	st, rest, err := splitRecord(v, s.strs)
+	if err == nil && st.Wait != nil {
 		start := s.begin()
 		s.arena = append(s.arena, st.Wait...)
 		st.Wait = s.end(start)
 	}
-	return st, v[w+int(n):], nil
+	return st, rest, err
 }
 
 // Oldest returns, for each queue where registrations wait, since when the

@@ -61,7 +61,7 @@ func (x *Index) trimFrom(cut int64, from []byte) (deleted int, next []byte, err 
 				break
 			}
 			seen++
-			st, _, err := splitRecord(v)
+			st, _, err := splitRecord(v, nil)
 			if err != nil {
 				continue // Registration reports it; trimming leaves it alone
 			}
