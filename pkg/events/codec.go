@@ -238,8 +238,12 @@ func decodeMessage(dst []Event, body []byte) (evs []Event, ok bool) {
 	n := min(bytes.Count(body, []byte("},{"))+1, maxBatch)
 	d := decoder{per: n}
 	evs = dst
-	if cap(dst)-len(dst) < n { // not slices.Grow: one allocation, even under -race
-		evs = make([]Event, len(dst), len(dst)+n)
+	if cap(dst)-len(dst) < n {
+		// Not slices.Grow: one allocation, even under -race. At least
+		// doubled, as append would: a caller appending message after
+		// message (the index, a batch at a time) must not copy its whole
+		// slice for each (it cost the ingress 10 % of its CPU).
+		evs = make([]Event, len(dst), max(len(dst)+n, 2*cap(dst)))
 		copy(evs, dst)
 	}
 	if i < len(body) && body[i] == ']' {

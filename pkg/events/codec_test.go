@@ -365,6 +365,33 @@ func TestParseMessage_TakesTheFastPathForItsOwnJSON(t *testing.T) {
 	}
 }
 
+func TestAppendMessageEvents_GrowsLikeAppend(t *testing.T) {
+	// Message after message appended to one slice (the index's batch):
+	// the slice grows geometrically, so the events are copied a bounded
+	// number of times, not once per message.
+	const messages, per = 200, 20
+	body := events.Message(realisticEvents(per)).Body
+	var evs []events.Event
+	grew := 0
+	for range messages {
+		before := cap(evs)
+		var err error
+		if evs, err = events.AppendMessageEvents(evs, body); err != nil {
+			t.Fatal(err)
+		}
+		if cap(evs) != before {
+			grew++
+		}
+	}
+	if len(evs) != messages*per {
+		t.Fatalf("%d events, want %d", len(evs), messages*per)
+	}
+	// Doubling from 20 to 4,000 events: 9 new arrays (one per message was 200).
+	if most := 10; grew > most {
+		t.Errorf("appending %d messages reallocated the slice %d times, want at most %d", messages, grew, most)
+	}
+}
+
 // FuzzAppendEvent checks AppendEvent and Message against json.Marshal, and
 // Parse of what they write against json.Unmarshal, for events made of
 // fuzzed fields.
