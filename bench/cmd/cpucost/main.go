@@ -38,6 +38,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -123,6 +124,11 @@ type phase struct {
 	// processes other than the two services, the broker and this one.
 	Steal float64 `json:"steal_cores"`
 	Other float64 `json:"other_cores"`
+	// Idle: cores nobody used (the machine's, less busy and steal). A
+	// closed loop that leaves cores idle is bound by latency, not by CPU.
+	Idle float64 `json:"idle_cores"`
+	// CPU of this process (load generator and recording backend).
+	BenchCPU float64 `json:"bench_cpu_s"`
 	// µs of CPU per message.
 	IngressPerAccepted   float64 `json:"ingress_us_per_accepted"`
 	ForwarderPerDelivery float64 `json:"forwarder_us_per_delivery"`
@@ -397,6 +403,8 @@ func measure(name string, r int, sent sent, c counts, start, end snapshot) phase
 	busy := (end.machine.Busy - start.machine.Busy).Seconds()
 	p.Other = max(busy-known, 0) / wall
 	p.Steal = (end.machine.Steal - start.machine.Steal).Seconds() / wall
+	p.BenchCPU = d("bench")
+	p.Idle = max(float64(runtime.NumCPU())-busy/wall-p.Steal, 0)
 	per := func(k string, i, n int) float64 {
 		if n == 0 {
 			return 0
@@ -444,7 +452,7 @@ func report(w io.Writer, o options, all []phase) {
 		load = fmt.Sprintf("%d/s offered", o.rate)
 	}
 	fmt.Fprintf(w, "\nCPU per message (µs of utime+stime from /proc/PID/stat), N=%d, C=%d, %s, medians of %d round(s)\n", o.n, o.c, load, o.rounds)
-	fmt.Fprintf(w, "%-24s %-7s %12s %13s %12s %11s %11s %12s %6s %6s\n", "build", "phase", "ingress/acc", "fwd/delivery", "fwd/attempt", "broker/acc", "accepted/s", "delivered/s", "steal", "other")
+	fmt.Fprintf(w, "%-24s %-7s %12s %13s %12s %11s %9s %11s %12s %6s %6s %5s\n", "build", "phase", "ingress/acc", "fwd/delivery", "fwd/attempt", "broker/acc", "bench/acc", "accepted/s", "delivered/s", "steal", "other", "idle")
 	for _, bin := range splitList(o.bin) {
 		for _, name := range splitPhases(o.phases) {
 			var ps []phase
@@ -467,18 +475,20 @@ func report(w io.Writer, o options, all []phase) {
 				}
 				return (v[len(v)/2-1] + v[len(v)/2]) / 2
 			}
-			fmt.Fprintf(w, "%-24s %-7s %12.1f %13.1f %12.1f %11.1f %11.0f %12.0f %6.2f %6.2f\n", bin, name,
+			fmt.Fprintf(w, "%-24s %-7s %12.1f %13.1f %12.1f %11.1f %9.1f %11.0f %12.0f %6.2f %6.2f %5.2f\n", bin, name,
 				m(func(p phase) float64 { return p.IngressPerAccepted }),
 				m(func(p phase) float64 { return p.ForwarderPerDelivery }),
 				m(func(p phase) float64 { return p.ForwarderPerAttempt }),
 				m(func(p phase) float64 { return p.BrokerPerAccepted }),
+				m(func(p phase) float64 { return p.BenchCPU * 1e6 / float64(max(p.Accepted, 1)) }),
 				m(func(p phase) float64 { return p.AcceptedPerSecond }),
 				m(func(p phase) float64 { return p.DeliveredPerSecond }),
 				m(func(p phase) float64 { return p.Steal }),
-				m(func(p phase) float64 { return p.Other }))
+				m(func(p phase) float64 { return p.Other }),
+				m(func(p phase) float64 { return p.Idle }))
 		}
 	}
-	fmt.Fprintln(w, "steal and other: cores, mean over the window (other = CPU of processes besides the services, the broker and cpucost)")
+	fmt.Fprintln(w, "steal, other and idle: cores, mean over the window (other = CPU of processes besides the services, the broker and cpucost; idle = used by nobody: a closed loop with idle cores is bound by latency, not CPU); bench/acc = cpucost's own (load and backend)")
 }
 
 // sent is what one closed-loop send did.
