@@ -489,6 +489,70 @@ func report(w io.Writer, o options, all []phase) {
 		}
 	}
 	fmt.Fprintln(w, "steal, other and idle: cores, mean over the window (other = CPU of processes besides the services, the broker and cpucost; idle = used by nobody: a closed loop with idle cores is bound by latency, not CPU); bench/acc = cpucost's own (load and backend)")
+	reportPaired(w, o, all)
+}
+
+// reportPaired compares each build with the first, round by round: the
+// builds of a round run back to back, so their ratio cancels most of the
+// machine's drift between rounds, which moves every figure of a round
+// together (±20 % here from one hour to the next). It prints the median of
+// the rounds' ratios, and each round's.
+func reportPaired(w io.Writer, o options, all []phase) {
+	bins := splitList(o.bin)
+	if len(bins) < 2 {
+		return
+	}
+	fmt.Fprintf(w, "\nPaired: each build over %s in the same round (median of the rounds' ratios; each round's in brackets)\n", bins[0])
+	fmt.Fprintf(w, "%-24s %-7s %-40s %-40s %s\n", "build", "phase", "accepted/s", "delivered/s", "CPU per accepted, all processes")
+	find := func(bin, name string, r int) (phase, bool) {
+		for _, p := range all {
+			if p.Bin == bin && p.Name == name && p.Round == r {
+				return p, true
+			}
+		}
+		return phase{}, false
+	}
+	total := func(p phase) float64 {
+		return (p.IngressCPU + p.ForwarderCPU + p.BrokerCPU) / float64(max(p.Accepted, 1))
+	}
+	for _, bin := range bins[1:] {
+		for _, name := range splitPhases(o.phases) {
+			var acc, del, cpu []float64
+			for r := 1; r <= o.rounds; r++ {
+				a, ok1 := find(bins[0], name, r)
+				b, ok2 := find(bin, name, r)
+				if !ok1 || !ok2 || a.AcceptedPerSecond == 0 || a.DeliveredPerSecond == 0 {
+					continue
+				}
+				acc = append(acc, b.AcceptedPerSecond/a.AcceptedPerSecond)
+				del = append(del, b.DeliveredPerSecond/a.DeliveredPerSecond)
+				cpu = append(cpu, total(b)/total(a))
+			}
+			if len(acc) == 0 {
+				continue
+			}
+			fmt.Fprintf(w, "%-24s %-7s %-40s %-40s %s\n", bin, name, ratios(acc), ratios(del), ratios(cpu))
+		}
+	}
+}
+
+// ratios formats the median of v and v itself: "0.97 [1.02 0.91 0.97]".
+func ratios(v []float64) string {
+	var b strings.Builder
+	sorted := slices.Sorted(slices.Values(v))
+	med := sorted[len(sorted)/2]
+	if len(sorted)%2 == 0 {
+		med = (sorted[len(sorted)/2-1] + sorted[len(sorted)/2]) / 2
+	}
+	fmt.Fprintf(&b, "%.2f [", med)
+	for i, x := range v {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%.2f", x)
+	}
+	b.WriteByte(']')
+	return b.String()
 }
 
 // sent is what one closed-loop send did.

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestReportPaired_MediansTheRoundsRatios(t *testing.T) {
+	o := options{bin: "a,b", phases: "steady", rounds: 3}
+	var all []phase
+	// Round by round the machine's speed moves both builds; b is 10 %
+	// slower than a in each round, which the medians of each build's own
+	// figures (4,000 against 3,600) would not show as clearly.
+	for r, speed := range []float64{1.0, 0.6, 1.4} {
+		for _, p := range []struct {
+			bin    string
+			factor float64
+		}{{"a", 1}, {"b", 0.9}} {
+			all = append(all, phase{
+				Name: "steady", Bin: p.bin, Round: r + 1, Accepted: 1000,
+				AcceptedPerSecond:  4000 * speed * p.factor,
+				DeliveredPerSecond: 3000 * speed,
+				IngressCPU:         0.1 / p.factor,
+			})
+		}
+	}
+	var w strings.Builder
+	reportPaired(&w, o, all)
+	out := w.String()
+	for _, want := range []string{"accepted/s", "0.90 [0.90 0.90 0.90]", "1.00 [1.00 1.00 1.00]", "1.11 [1.11 1.11 1.11]"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+
+	w.Reset()
+	reportPaired(&w, options{bin: "a", phases: "steady", rounds: 3}, all)
+	if w.Len() != 0 {
+		t.Errorf("one build: want no paired report, got:\n%s", w.String())
+	}
+}
