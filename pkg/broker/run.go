@@ -177,6 +177,24 @@ var ErrConnectionLost = errors.New("broker connection lost")
 // session depends on is gone although the connection is up.
 var ErrChannelLost = errors.New("broker closed a channel")
 
+// Either returns a channel that closes once a or b closes, for Wait's
+// broken when a session depends on two publishers. Its goroutine ends
+// then, or when ctx ends (the channel then stays open): pass a context
+// that ends with the session.
+func Either(ctx context.Context, a, b <-chan struct{}) <-chan struct{} {
+	out := make(chan struct{})
+	go func() {
+		select {
+		case <-a:
+			close(out)
+		case <-b:
+			close(out)
+		case <-ctx.Done():
+		}
+	}()
+	return out
+}
+
 // Wait blocks until conn closes (returns an error wrapping ErrConnectionLost),
 // broken closes (ErrChannelLost; pass Publisher.Broken, or nil) or ctx ends
 // (returns nil). While it waits it reports flow-control blocks (memory or

@@ -104,3 +104,27 @@ func TestCheckTLS_RefusesFilesWithPlainAMQP(t *testing.T) {
 		t.Error("a certificate without its key: no error")
 	}
 }
+
+func TestEither_ClosesWhenEitherCloses(t *testing.T) {
+	for _, which := range []string{"a", "b"} {
+		ctx, cancel := context.WithCancel(context.Background())
+		a, b := make(chan struct{}), make(chan struct{})
+		out := broker.Either(ctx, a, b)
+		select {
+		case <-out:
+			t.Fatalf("closed before %s closed", which)
+		default:
+		}
+		if which == "a" {
+			close(a)
+		} else {
+			close(b)
+		}
+		select {
+		case <-out:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("still open 5 s after %s closed", which)
+		}
+		cancel()
+	}
+}

@@ -79,6 +79,12 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	topo := topology.New(cfg.Topology)
 	topo.Log = log
 	pub := broker.NewPublisher(cfg.PublisherChannels)
+	// The accepted events publish on a channel of their own. Confirms come
+	// in order on a channel: sharing one, the registrations published
+	// after an event message (~256 events, every 100 ms) waited for its
+	// confirm before their 202. Alone: accepted/s ×1.02 steady and ×1.08
+	// with failing attempts (cpucost, 5 paired rounds; docs/BENCHMARKS.md).
+	var evPub *broker.Publisher
 	queues := pkgmetrics.NewQueues(topo, cfg.Metrics.QueueInterval)
 	m := metrics.New(pub.Blocked, queues)
 	opts := []httpapi.Option{httpapi.WithObserver(m)}
@@ -90,7 +96,8 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 			return fmt.Errorf("INGRESS_INDEX_PATH: %w", err)
 		}
 		defer idx.Close()
-		opts = append(opts, httpapi.WithEvents(events.NewEmitter(pub, topo.Events, "ingress", cfg.PublishTimeout).SetLinger(cfg.EventsLinger)), httpapi.WithLookup(idx))
+		evPub = broker.NewPublisher(1)
+		opts = append(opts, httpapi.WithEvents(events.NewEmitter(evPub, topo.Events, "ingress", cfg.PublishTimeout).SetLinger(cfg.EventsLinger)), httpapi.WithLookup(idx))
 	} else {
 		log.Info("EVENTS=off: no event stream, no registration status (GET /catering/registrations/{id} is not served)")
 	}
@@ -208,7 +215,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	g.Go(func() error {
 		d := broker.Dialer{URL: cfg.AMQPURL, TLS: brokerTLS, Name: "relay-ingress", Log: log, OnConnected: m.BrokerConnected,
 			OnNode: func(n string) { node.Store(&n) }}
-		if err := d.Run(brokerCtx, session(topo, pub, queues, log)); err != nil {
+		if err := d.Run(brokerCtx, session(topo, pub, evPub, queues, log)); err != nil {
 			return fmt.Errorf("broker: %w", err)
 		}
 		return nil
@@ -263,7 +270,10 @@ func reloadOnSIGHUP(ctx context.Context, hup <-chan os.Signal, keys *apikey.File
 
 // session runs the ingress on one broker connection: declare the topology,
 // publish (and poll queue depths) until the connection is lost or ctx ends.
-func session(topo *topology.Topology, pub *broker.Publisher, queues *pkgmetrics.Queues, log *slog.Logger) broker.Session {
+// evPub (nil with events off) publishes the accepted events; a damage
+// to either publisher's channels ends the session, as the connection's loss
+// does, so that the next one declares the topology again.
+func session(topo *topology.Topology, pub, evPub *broker.Publisher, queues *pkgmetrics.Queues, log *slog.Logger) broker.Session {
 	return func(ctx context.Context, conn *amqp.Connection) error {
 		if err := topo.Declare(conn); err != nil {
 			var mismatch *topology.MismatchError
@@ -276,6 +286,16 @@ func session(topo *topology.Topology, pub *broker.Publisher, queues *pkgmetrics.
 			return err
 		}
 		defer pub.Detach()
+		broken := pub.Broken()
+		if evPub != nil {
+			if err := evPub.Attach(conn); err != nil {
+				return err
+			}
+			defer evPub.Detach()
+			sctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			broken = broker.Either(sctx, broken, evPub.Broken())
+		}
 		// Closing the connection before the channels makes Detach quick even
 		// when an alarm blocks it (the broker reads nothing from a blocked
 		// connection). Publishes still waiting fail and their requests are
@@ -285,7 +305,10 @@ func session(topo *topology.Topology, pub *broker.Publisher, queues *pkgmetrics.
 		queues.Attach(conn)
 		defer queues.Detach()
 		log.Info("ready to accept registrations")
-		return broker.Wait(ctx, conn, pub.Broken(), func(blocked bool, reason string) {
+		return broker.Wait(ctx, conn, broken, func(blocked bool, reason string) {
+			if evPub != nil {
+				evPub.SetBlocked(blocked)
+			}
 			if pub.Blocked() == blocked {
 				return
 			}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/railco/relay/pkg/broker"
 	"github.com/railco/relay/pkg/brokertest"
+	"github.com/railco/relay/pkg/events"
 	"github.com/railco/relay/pkg/logtest"
 	"github.com/railco/relay/pkg/topology"
 )
@@ -377,5 +378,45 @@ func TestRun_ShutdownWaitsForInFlightConfirm(t *testing.T) {
 	amqpConn := brokertest.Dial(t)
 	if n := brokertest.Depth(t, amqpConn, topology.New(tcfg).Queue); n != 1 {
 		t.Errorf("queue depth %d, want 1", n)
+	}
+}
+
+// The accepted events publish on a channel of their own. When it breaks (here
+// the stream is deleted, so an event message comes back unroutable), the
+// session ends, as it does when a registrations' channel breaks, and the next
+// one declares the stream again: a later registration's accepted event is
+// stored.
+func TestRun_AnEventStreamDeletedUnderItIsDeclaredAgain(t *testing.T) {
+	env, tcfg := baseEnv(t)
+	in := start(t, env)
+	in.waitReady(t)
+	topo := topology.New(tcfg)
+	conn := brokertest.Dial(t)
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	if _, err := ch.QueueDelete(topo.Events, false /* ifUnused */, false /* ifEmpty */, false /* noWait */); err != nil {
+		t.Fatalf("delete %s: %v", topo.Events, err)
+	}
+
+	post := func() string {
+		t.Helper()
+		res := do(t, http.MethodPost, in.url+"/catering/register", "application/json", seedBody(t))
+		if res.status != http.StatusAccepted {
+			t.Fatalf("POST: %d %v, want 202", res.status, res.body)
+		}
+		return res.body["id"].(string)
+	}
+	post() // its accepted event has no stream to go to
+	sessions := func() int { return strings.Count(in.logs.String(), `"msg":"ready to accept registrations"`) }
+	brokertest.Eventually(t, deadline, "a new broker session after the event channel broke", func() bool { return sessions() >= 2 })
+	in.waitReady(t)
+
+	id := post()
+	r := brokertest.WaitEvents(t, conn, topo.Events, id, deadline, func(r events.Registration) bool { return r.Status != "" })
+	if r.Status != events.StatusAccepted {
+		t.Errorf("registration %s in the stream declared again: status %q, want %q", id, r.Status, events.StatusAccepted)
 	}
 }
