@@ -135,8 +135,12 @@ type phase struct {
 	ForwarderPerAttempt  float64 `json:"forwarder_us_per_attempt"`
 	BrokerPerAccepted    float64 `json:"broker_us_per_accepted"`
 	// System calls per message: reads and writes (sockets included).
-	IngressReads       float64 `json:"ingress_reads_per_accepted"`
-	IngressWrites      float64 `json:"ingress_writes_per_accepted"`
+	IngressReads  float64 `json:"ingress_reads_per_accepted"`
+	IngressWrites float64 `json:"ingress_writes_per_accepted"`
+	// Bytes written to storage per accepted registration (/proc/PID/io
+	// write_bytes): the ingress's index, the broker's queues and stream.
+	IngressDiskBytes   float64 `json:"ingress_disk_bytes_per_accepted"`
+	BrokerDiskBytes    float64 `json:"broker_disk_bytes_per_accepted"`
 	ForwarderReads     float64 `json:"forwarder_reads_per_attempt"`
 	ForwarderWrites    float64 `json:"forwarder_writes_per_attempt"`
 	AcceptedPerSecond  float64 `json:"accepted_per_s"`
@@ -320,8 +324,8 @@ func round(ctx context.Context, o options, bin string, r int, conn *amqp.Connect
 		out = append(out, measure(name, r, sent, c, start, end))
 		p := &out[len(out)-1]
 		p.Bin = bin
-		fmt.Fprintf(os.Stderr, "%s round %d %-6s accepted %d (%.0f/s) delivered %d attempts %d: ingress %.1f µs/accepted (%.2f reads, %.2f writes), forwarder %.1f µs/delivery, %.1f µs/attempt (%.2f reads, %.2f writes); steal %.2f, other %.2f cores\n",
-			bin, r, name, p.Accepted, p.AcceptedPerSecond, p.Delivered, p.Attempts, p.IngressPerAccepted, p.IngressReads, p.IngressWrites, p.ForwarderPerDelivery, p.ForwarderPerAttempt, p.ForwarderReads, p.ForwarderWrites, p.Steal, p.Other)
+		fmt.Fprintf(os.Stderr, "%s round %d %-6s accepted %d (%.0f/s) delivered %d attempts %d: ingress %.1f µs/accepted (%.2f reads, %.2f writes), forwarder %.1f µs/delivery, %.1f µs/attempt (%.2f reads, %.2f writes); disk written per accepted: ingress %.0f B, broker %.0f B; steal %.2f, other %.2f cores\n",
+			bin, r, name, p.Accepted, p.AcceptedPerSecond, p.Delivered, p.Attempts, p.IngressPerAccepted, p.IngressReads, p.IngressWrites, p.ForwarderPerDelivery, p.ForwarderPerAttempt, p.ForwarderReads, p.ForwarderWrites, p.IngressDiskBytes, p.BrokerDiskBytes, p.Steal, p.Other)
 	}
 	if _, err := fwd.Stop(); err != nil {
 		return out, err
@@ -356,12 +360,12 @@ func clone(m map[string]string) map[string]string {
 type snapshot struct {
 	at      time.Time
 	cpu     map[string]time.Duration
-	sys     map[string][2]int64 // read and write system calls (/proc/PID/io syscr, syscw)
+	sys     map[string][3]int64 // read and write system calls, bytes written to storage (/proc/PID/io syscr, syscw, write_bytes)
 	machine procs.Machine
 }
 
 func sample(pids map[string]int) snapshot {
-	s := snapshot{at: time.Now(), cpu: map[string]time.Duration{}, sys: map[string][2]int64{}}
+	s := snapshot{at: time.Now(), cpu: map[string]time.Duration{}, sys: map[string][3]int64{}}
 	for name, pid := range pids {
 		s.cpu[name], _ = procs.CPUTime(pid)
 		s.sys[name] = syscalls(pid)
@@ -370,13 +374,15 @@ func sample(pids map[string]int) snapshot {
 	return s
 }
 
-// syscalls returns the read and write system calls pid made so far.
-func syscalls(pid int) [2]int64 {
+// syscalls returns the read and write system calls pid made so far, and
+// the bytes it caused to be written to storage (page cache write-back
+// included: the index's pages, the broker's files).
+func syscalls(pid int) [3]int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
 	if err != nil {
-		return [2]int64{}
+		return [3]int64{}
 	}
-	var out [2]int64
+	var out [3]int64
 	for _, line := range bytes.Split(b, []byte("\n")) {
 		k, v, _ := bytes.Cut(line, []byte(": "))
 		n, _ := strconv.ParseInt(string(v), 10, 64)
@@ -385,6 +391,8 @@ func syscalls(pid int) [2]int64 {
 			out[0] = n
 		case "syscw":
 			out[1] = n
+		case "write_bytes":
+			out[2] = n
 		}
 	}
 	return out
@@ -412,6 +420,7 @@ func measure(name string, r int, sent sent, c counts, start, end snapshot) phase
 		return float64(end.sys[k][i]-start.sys[k][i]) / float64(n)
 	}
 	p.IngressReads, p.IngressWrites = per("ingress", 0, p.Accepted), per("ingress", 1, p.Accepted)
+	p.IngressDiskBytes, p.BrokerDiskBytes = per("ingress", 2, p.Accepted), per("broker", 2, p.Accepted)
 	p.ForwarderReads, p.ForwarderWrites = per("forwarder", 0, p.Attempts), per("forwarder", 1, p.Attempts)
 	us := func(cpu float64, n int) float64 {
 		if n == 0 {
