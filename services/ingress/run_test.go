@@ -388,6 +388,11 @@ func TestRun_ShutdownWaitsForInFlightConfirm(t *testing.T) {
 // stored.
 func TestRun_AnEventStreamDeletedUnderItIsDeclaredAgain(t *testing.T) {
 	env, tcfg := baseEnv(t)
+	// The index's consumer loses the stream too, and its next session
+	// declares it again, 125 ms after the loss at the soonest (the
+	// dialer's backoff): the accepted event must reach the broker before
+	// that to come back unroutable, so it does not linger.
+	env["INGRESS_EVENTS_LINGER"] = "1ms"
 	in := start(t, env)
 	in.waitReady(t)
 	topo := topology.New(tcfg)
