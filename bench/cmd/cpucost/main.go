@@ -478,11 +478,7 @@ func report(w io.Writer, o options, all []phase) {
 				for i, p := range ps {
 					v[i] = f(p)
 				}
-				slices.Sort(v)
-				if len(v)%2 == 1 {
-					return v[len(v)/2]
-				}
-				return (v[len(v)/2-1] + v[len(v)/2]) / 2
+				return median(v)
 			}
 			fmt.Fprintf(w, "%-24s %-7s %12.1f %13.1f %12.1f %11.1f %9.1f %11.0f %12.0f %6.2f %6.2f %5.2f\n", bin, name,
 				m(func(p phase) float64 { return p.IngressPerAccepted }),
@@ -548,12 +544,7 @@ func reportPaired(w io.Writer, o options, all []phase) {
 // ratios formats the median of v and v itself: "0.97 [1.02 0.91 0.97]".
 func ratios(v []float64) string {
 	var b strings.Builder
-	sorted := slices.Sorted(slices.Values(v))
-	med := sorted[len(sorted)/2]
-	if len(sorted)%2 == 0 {
-		med = (sorted[len(sorted)/2-1] + sorted[len(sorted)/2]) / 2
-	}
-	fmt.Fprintf(&b, "%.2f [", med)
+	fmt.Fprintf(&b, "%.2f [", median(v))
 	for i, x := range v {
 		if i > 0 {
 			b.WriteByte(' ')
@@ -753,4 +744,13 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = crand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// median returns the median of v (not empty), leaving v as it was.
+func median(v []float64) float64 {
+	s := slices.Sorted(slices.Values(v))
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
