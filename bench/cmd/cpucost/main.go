@@ -145,6 +145,16 @@ type phase struct {
 	ForwarderWrites    float64 `json:"forwarder_writes_per_attempt"`
 	AcceptedPerSecond  float64 `json:"accepted_per_s"`
 	DeliveredPerSecond float64 `json:"delivered_per_s"`
+	// While the load was sending, the forwarder was delivering beside the
+	// ingress on the same cores: what it delivered by the last answer, and
+	// the cores each process used until then. A closed loop's intake is
+	// what the ingress gets of the machine while the forwarder takes its
+	// share, so the two together tell what a build does with the machine.
+	DeliveredSending       int     `json:"delivered_while_sending"`
+	DeliveredSendingPerSec float64 `json:"delivered_while_sending_per_s"`
+	IngressCoresSending    float64 `json:"ingress_cores_while_sending"`
+	ForwarderCoresSending  float64 `json:"forwarder_cores_while_sending"`
+	BrokerCoresSending     float64 `json:"broker_cores_while_sending"`
 }
 
 func run(ctx context.Context, o options) error {
@@ -304,6 +314,7 @@ func round(ctx context.Context, o options, bin string, r int, conn *amqp.Connect
 		if err != nil {
 			return out, err
 		}
+		mid, midCounts := sample(pids), s.counts()
 		end, c, err := s.waitEnd(ctx, sent.accepted, o.idle, o.timeout, pids)
 		profiles.Wait()
 		if o.profileDir != "" {
@@ -322,10 +333,11 @@ func round(ctx context.Context, o options, bin string, r int, conn *amqp.Connect
 			return out, fmt.Errorf("%s: a service exited; see %s", name, logDir)
 		}
 		out = append(out, measure(name, r, sent, c, start, end))
+		out[len(out)-1].whileSending(midCounts, start, mid)
 		p := &out[len(out)-1]
 		p.Bin = bin
-		fmt.Fprintf(os.Stderr, "%s round %d %-6s accepted %d (%.0f/s) delivered %d attempts %d: ingress %.1f µs/accepted (%.2f reads, %.2f writes), forwarder %.1f µs/delivery, %.1f µs/attempt (%.2f reads, %.2f writes); disk written per accepted: ingress %.0f B, broker %.0f B; steal %.2f, other %.2f cores\n",
-			bin, r, name, p.Accepted, p.AcceptedPerSecond, p.Delivered, p.Attempts, p.IngressPerAccepted, p.IngressReads, p.IngressWrites, p.ForwarderPerDelivery, p.ForwarderPerAttempt, p.ForwarderReads, p.ForwarderWrites, p.IngressDiskBytes, p.BrokerDiskBytes, p.Steal, p.Other)
+		fmt.Fprintf(os.Stderr, "%s round %d %-6s accepted %d (%.0f/s) delivered %d (%d while sending: %.0f/s; cores then: ingress %.2f, forwarder %.2f, broker %.2f) attempts %d: ingress %.1f µs/accepted (%.2f reads, %.2f writes), forwarder %.1f µs/delivery, %.1f µs/attempt (%.2f reads, %.2f writes); disk written per accepted: ingress %.0f B, broker %.0f B; steal %.2f, other %.2f cores\n",
+			bin, r, name, p.Accepted, p.AcceptedPerSecond, p.Delivered, p.DeliveredSending, p.DeliveredSendingPerSec, p.IngressCoresSending, p.ForwarderCoresSending, p.BrokerCoresSending, p.Attempts, p.IngressPerAccepted, p.IngressReads, p.IngressWrites, p.ForwarderPerDelivery, p.ForwarderPerAttempt, p.ForwarderReads, p.ForwarderWrites, p.IngressDiskBytes, p.BrokerDiskBytes, p.Steal, p.Other)
 	}
 	if _, err := fwd.Stop(); err != nil {
 		return out, err
@@ -437,6 +449,19 @@ func measure(name string, r int, sent sent, c counts, start, end snapshot) phase
 	return p
 }
 
+// whileSending adds what the sink saw by the load's last answer (c) and
+// the processes' CPU from start to then.
+func (p *phase) whileSending(c counts, start, mid snapshot) {
+	secs := mid.at.Sub(start.at).Seconds()
+	if secs <= 0 {
+		return
+	}
+	cores := func(k string) float64 { return (mid.cpu[k] - start.cpu[k]).Seconds() / secs }
+	p.DeliveredSending = c.delivered
+	p.DeliveredSendingPerSec = float64(c.delivered) / secs
+	p.IngressCoresSending, p.ForwarderCoresSending, p.BrokerCoresSending = cores("ingress"), cores("forwarder"), cores("broker")
+}
+
 // binDir is the directory of a -bin entry: DIR, or DIR+KEY=VALUE+… for a
 // variant of the same binaries with settings of its own (EVENTS=on beside
 // EVENTS=off, in alternating rounds).
@@ -508,7 +533,7 @@ func reportPaired(w io.Writer, o options, all []phase) {
 		return
 	}
 	fmt.Fprintf(w, "\nPaired: each build over %s in the same round (median of the rounds' ratios; each round's in brackets)\n", bins[0])
-	fmt.Fprintf(w, "%-24s %-7s %-40s %-40s %s\n", "build", "phase", "accepted/s", "delivered/s", "CPU per accepted, all processes")
+	fmt.Fprintf(w, "%-24s %-7s %-34s %-34s %-34s %-34s %s\n", "build", "phase", "accepted/s", "delivered/s", "delivered/s while sending", "accepted+delivered/s while sending", "CPU per accepted, all processes")
 	find := func(bin, name string, r int) (phase, bool) {
 		for _, p := range all {
 			if p.Bin == bin && p.Name == name && p.Round == r {
@@ -522,7 +547,7 @@ func reportPaired(w io.Writer, o options, all []phase) {
 	}
 	for _, bin := range bins[1:] {
 		for _, name := range splitPhases(o.phases) {
-			var acc, del, cpu []float64
+			var acc, del, delSend, both, cpu []float64
 			for r := 1; r <= o.rounds; r++ {
 				a, ok1 := find(bins[0], name, r)
 				b, ok2 := find(bin, name, r)
@@ -531,18 +556,25 @@ func reportPaired(w io.Writer, o options, all []phase) {
 				}
 				acc = append(acc, b.AcceptedPerSecond/a.AcceptedPerSecond)
 				del = append(del, b.DeliveredPerSecond/a.DeliveredPerSecond)
+				if a.DeliveredSendingPerSec > 0 {
+					delSend = append(delSend, b.DeliveredSendingPerSec/a.DeliveredSendingPerSec)
+				}
+				both = append(both, (b.AcceptedPerSecond+b.DeliveredSendingPerSec)/(a.AcceptedPerSecond+a.DeliveredSendingPerSec))
 				cpu = append(cpu, total(b)/total(a))
 			}
 			if len(acc) == 0 {
 				continue
 			}
-			fmt.Fprintf(w, "%-24s %-7s %-40s %-40s %s\n", bin, name, ratios(acc), ratios(del), ratios(cpu))
+			fmt.Fprintf(w, "%-24s %-7s %-34s %-34s %-34s %-34s %s\n", bin, name, ratios(acc), ratios(del), ratios(delSend), ratios(both), ratios(cpu))
 		}
 	}
 }
 
 // ratios formats the median of v and v itself: "0.97 [1.02 0.91 0.97]".
 func ratios(v []float64) string {
+	if len(v) == 0 {
+		return "–"
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%.2f [", median(v))
 	for i, x := range v {
