@@ -23,10 +23,11 @@ import (
 // message with the broker, which delivers it again. Write order is kept. A
 // failed write closes the connection, so its reader, and with it the
 // amqp.Connection, fails as with any lost connection, and every later Write
-// returns the error. At most maxPending bytes wait: beyond that Write blocks
-// until the socket takes them, as an unbuffered write would (a connection
-// the broker blocks in a resource alarm stops being read, and the buffer
-// must not grow meanwhile).
+// returns the error. Once maxPending bytes wait behind the batch the socket
+// is taking (itself at most that, plus one Write), Write blocks until the
+// socket takes them, as an unbuffered write would (a connection the broker
+// blocks in a resource alarm stops being read, and the buffer must not grow
+// meanwhile).
 func CombineWrites(dial func(network, addr string) (net.Conn, error)) func(network, addr string) (net.Conn, error) {
 	return func(network, addr string) (net.Conn, error) {
 		conn, err := dial(network, addr)

@@ -105,9 +105,13 @@ func TestCombineWrites_BoundsWhatWaits(t *testing.T) {
 	defer server.Close()
 	c := newCombiningConn(client)
 	blocked := make(chan error, 1)
+	// What it takes without a reader: the batch the flush goroutine is
+	// writing (up to maxPending plus one chunk, if it starts late) and as
+	// much again waiting behind it. Three times maxPending is more.
+	const total = 3 * maxPending
 	go func() {
 		chunk := make([]byte, 32<<10)
-		for range 2 * maxPending / len(chunk) {
+		for range total / len(chunk) {
 			if _, err := c.Write(chunk); err != nil {
 				blocked <- err
 				return
@@ -117,10 +121,10 @@ func TestCombineWrites_BoundsWhatWaits(t *testing.T) {
 	}()
 	select {
 	case err := <-blocked:
-		t.Fatalf("wrote twice maxPending to a socket nobody reads (err %v)", err)
+		t.Fatalf("wrote three times maxPending to a socket nobody reads (err %v)", err)
 	case <-time.After(200 * time.Millisecond):
 	}
-	if _, err := io.Copy(io.Discard, io.LimitReader(server, 2*maxPending)); err != nil {
+	if _, err := io.Copy(io.Discard, io.LimitReader(server, total)); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-blocked; err != nil {
