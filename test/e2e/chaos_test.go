@@ -389,7 +389,15 @@ func TestChaos_SIGTERMUnderLoad(t *testing.T) {
 // 503 at once and reports not ready instead of piling up waiting requests;
 // when the alarm clears it accepts again.
 func TestChaos_ResourceAlarmBlocksIngress(t *testing.T) {
-	b, topo, ing, load := ingressAccepting(t, "2s", "alarm-before")
+	b := chaosBroker(t)
+	topo := chaosTopology(t, b, fastRetries())
+	env := envFor(b, topo, topologyEnv(fastRetries()))
+	env["PUBLISH_TIMEOUT"] = "2s"
+	ing := start(t, "ingress", env, "INGRESS_ADDR", "INGRESS_ADDR_FILE")
+	load := newLoader(ing.addr)
+	if err := load.send(context.Background(), "alarm-before", registration("a1")); err != nil {
+		t.Fatal(err)
+	}
 
 	b.ctl(t, "set_vm_memory_high_watermark", "0.00001")
 	t.Cleanup(func() { b.ctl(t, "set_vm_memory_high_watermark", "0.4") })
@@ -438,7 +446,15 @@ func TestChaos_ResourceAlarmBlocksIngress(t *testing.T) {
 // returns. The main queue's process is suspended (rabbitmqctl eval
 // sys:suspend) to hold back one confirm without an alarm.
 func TestChaos_UnconfirmedPublishReopensChannels(t *testing.T) {
-	b, topo, ing, load := ingressAccepting(t, "1s", "unconfirmed-before")
+	b := chaosBroker(t)
+	topo := chaosTopology(t, b, fastRetries())
+	env := envFor(b, topo, topologyEnv(fastRetries()))
+	env["PUBLISH_TIMEOUT"] = "1s"
+	ing := start(t, "ingress", env, "INGRESS_ADDR", "INGRESS_ADDR_FILE")
+	load := newLoader(ing.addr)
+	if err := load.send(context.Background(), "unconfirmed-before", registration("u1")); err != nil {
+		t.Fatal(err)
+	}
 	sessions := func() int { return strings.Count(ing.log.String(), `"msg":"ready to accept registrations"`) }
 	before := sessions()
 
@@ -479,23 +495,6 @@ func TestChaos_UnconfirmedPublishReopensChannels(t *testing.T) {
 	}
 	fmt.Printf("chaos 6b: a confirm held back for PUBLISH_TIMEOUT without an alarm: 503, sessions %d → %d\n", before, sessions())
 	mustStop(t, ing)
-}
-
-// ingressAccepting starts an ingress alone on the suite's node, with
-// PUBLISH_TIMEOUT publishTimeout, and has it accept one registration
-// (Idempotency-Key first) before the scenario's fault.
-func ingressAccepting(t *testing.T, publishTimeout, first string) (*privateBroker, *topology.Topology, *process, *loader) {
-	t.Helper()
-	b := chaosBroker(t)
-	topo := chaosTopology(t, b, fastRetries())
-	env := envFor(b, topo, topologyEnv(fastRetries()))
-	env["PUBLISH_TIMEOUT"] = publishTimeout
-	ing := start(t, "ingress", env, "INGRESS_ADDR", "INGRESS_ADDR_FILE")
-	load := newLoader(ing.addr)
-	if err := load.send(context.Background(), first, registration(first)); err != nil {
-		t.Fatal(err)
-	}
-	return b, topo, ing, load
 }
 
 func readyz(t *testing.T, addr string) int {
