@@ -246,28 +246,6 @@ func TestPublisher_UnroutableClosesBroken(t *testing.T) {
 	}
 }
 
-// A caller that gives up (its context cancelled, not timed out) says
-// nothing about the channel: Broken stays open. Only a deadline that passes
-// without a confirm and without an alarm closes it (chaos test 6b).
-func TestPublisher_CancelledPublishKeepsTheChannels(t *testing.T) {
-	conn := brokertest.Dial(t)
-	topo := brokertest.Declare(t, conn, brokertest.Config(t))
-	pub := attached(t, conn, 1)
-	for i := range 20 {
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		_ = pub.Publish(ctx, topo.Exchange, topo.Queue, envelope.New(fmt.Sprint("c", i), []byte(`{}`), time.Now()))
-	}
-	select {
-	case <-pub.Broken():
-		t.Fatal("Broken closed after publishes whose callers gave up")
-	default:
-	}
-	if err := publish(pub, topo.Exchange, topo.Queue, "after"); err != nil {
-		t.Errorf("publish after the cancelled ones: %v", err)
-	}
-}
-
 // WaitAttached lets a consumer on another connection run only while moves
 // can be published: it returns once channels are attached, with a channel
 // that closes when they are detached.
