@@ -130,10 +130,8 @@ const brokenRecheck = 50 * time.Millisecond
 
 // Broken is closed when the topology or a channel opened by the last Attach
 // turns out to be damaged while the connection stays up: the broker closed a
-// channel (a publish to a deleted exchange, say), returned a message as
-// unroutable (a binding or queue deleted), or left a publish unconfirmed
-// for its caller's whole deadline while no resource alarm blocked the
-// connection. The session should then end, so the
+// channel (a publish to a deleted exchange, say) or returned a message as
+// unroutable (a binding or queue deleted). The session should then end, so the
 // next one redeclares the topology on fresh channels. Before Attach it never
 // closes.
 func (p *Publisher) Broken() <-chan struct{} {
@@ -177,9 +175,7 @@ func (p *Publisher) Ready() bool {
 // confirmed it or ctx ends. It returns nil only when the message is stored in
 // at least one queue. A ctx that ends first gives an error: the message may or
 // may not be stored, so the caller must treat it as not stored (and may
-// publish again, which can duplicate it). A ctx whose deadline passes while
-// no resource alarm blocks the connection also closes Broken: give it the
-// time a confirm may take (PUBLISH_TIMEOUT), not a shorter one.
+// publish again, which can duplicate it).
 func (p *Publisher) Publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
 	if p.blocked.Load() {
 		return fmt.Errorf("%w: connection blocked by a broker resource alarm", ErrUnavailable)
@@ -202,18 +198,6 @@ func (p *Publisher) Publish(ctx context.Context, exchange, key string, msg amqp.
 	case err := <-result:
 		return err
 	case <-ctx.Done():
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) && !p.blocked.Load() {
-			// The caller's whole time went by without a confirm, and no
-			// resource alarm explains it: the channel may be one whose
-			// confirms stopped coming. RabbitMQ 3.10 does that to a channel
-			// opened while a node was down (the cluster suite saw a
-			// forwarder's event publishes to the stream never confirmed,
-			// even after the node came back, while new channels' were).
-			// End this attachment, so the session starts over on a new
-			// connection with new channels.
-			c.onBroken()
-			return fmt.Errorf("%w: %w (no resource alarm: the publishing channels are reopened)", ErrNotConfirmed, ctx.Err())
-		}
 		return fmt.Errorf("%w: %w", ErrNotConfirmed, ctx.Err())
 	}
 }

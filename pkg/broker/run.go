@@ -174,9 +174,8 @@ func CloseConn(conn *amqp.Connection) error {
 var ErrConnectionLost = errors.New("broker connection lost")
 
 // ErrChannelLost is returned by Wait when broken closed: a channel the
-// session depends on is gone, or no longer to be trusted, although the
-// connection is up (see Publisher.Broken).
-var ErrChannelLost = errors.New("a publishing channel closed or stopped confirming")
+// session depends on is gone although the connection is up.
+var ErrChannelLost = errors.New("broker closed a channel")
 
 // Either returns a channel that closes once a or b closes, for Wait's
 // broken when a session depends on two publishers. Its goroutine ends

@@ -439,64 +439,6 @@ func TestChaos_ResourceAlarmBlocksIngress(t *testing.T) {
 	mustStop(t, ing)
 }
 
-// 6b. A publish that stays unconfirmed for PUBLISH_TIMEOUT while no
-// resource alarm blocks the connection gets its 503, and the ingress starts
-// a new session on fresh channels: RabbitMQ 3.10 can stop confirming on a
-// channel opened while a node was down, and keeps failing it after the node
-// returns. The main queue's process is suspended (rabbitmqctl eval
-// sys:suspend) to hold back one confirm without an alarm.
-func TestChaos_UnconfirmedPublishReopensChannels(t *testing.T) {
-	b := chaosBroker(t)
-	topo := chaosTopology(t, b, fastRetries())
-	env := envFor(b, topo, topologyEnv(fastRetries()))
-	env["PUBLISH_TIMEOUT"] = "1s"
-	ing := start(t, "ingress", env, "INGRESS_ADDR", "INGRESS_ADDR_FILE")
-	load := newLoader(ing.addr)
-	if err := load.send(context.Background(), "unconfirmed-before", registration("u1")); err != nil {
-		t.Fatal(err)
-	}
-	sessions := func() int { return strings.Count(ing.log.String(), `"msg":"ready to accept registrations"`) }
-	before := sessions()
-
-	// The quorum queue's Ra server, by its registered name.
-	raServer := fmt.Sprintf(`{ok, Q} = rabbit_amqqueue:lookup(rabbit_misc:r(<<"/">>, queue, <<"%s">>)), {Name, _} = amqqueue:get_pid(Q), Name`, topo.Queue)
-	b.ctl(t, "eval", raServer+", sys:suspend(Name).")
-	suspended := true
-	resume := func() {
-		if suspended {
-			b.ctl(t, "eval", raServer+", sys:resume(Name).")
-			suspended = false
-		}
-	}
-	t.Cleanup(resume)
-	resp, out := post(t, ing.addr, registration("u2"), map[string]string{"Idempotency-Key": "unconfirmed-during"})
-	if resp.StatusCode != http.StatusServiceUnavailable {
-		t.Errorf("POST while the queue cannot confirm: %d %v, want 503", resp.StatusCode, out)
-	}
-	resume()
-
-	deadline := time.Now().Add(20 * time.Second)
-	for sessions() == before {
-		if time.Now().After(deadline) {
-			t.Fatalf("no new session within 20s of an unconfirmed publish: the ingress kept the channel that did not confirm:\n%s", ing.log.String())
-		}
-		time.Sleep(50 * time.Millisecond) // the log has no event to wait on
-	}
-	if !strings.Contains(ing.log.String(), "the publishing channels are reopened") {
-		t.Errorf("the 503's log line does not say why the session starts over:\n%s", ing.log.String())
-	}
-	if err := load.send(context.Background(), "unconfirmed-after", registration("u3")); err != nil {
-		t.Fatalf("after a new session: %v", err)
-	}
-	// The held publish is stored once the queue resumes (its client was
-	// told 503 and would retry with its key): 2 or 3.
-	if d := depth(t, b, topo.Queue); d < 2 || d > 3 {
-		t.Errorf("main queue holds %d, want the 2 accepted registrations (+1 possible duplicate)", d)
-	}
-	fmt.Printf("chaos 6b: a confirm held back for PUBLISH_TIMEOUT without an alarm: 503, sessions %d → %d\n", before, sessions())
-	mustStop(t, ing)
-}
-
 func readyz(t *testing.T, addr string) int {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/readyz")
