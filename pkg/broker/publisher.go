@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,11 +41,21 @@ type Publisher struct {
 
 	mu       sync.RWMutex
 	set      []*confirmChannel
-	broken   chan struct{} // closed when a channel of set closes
-	attached chan struct{} // closed while a set is attached
+	conn     *amqp.Connection // set's, for a channel that replaces one
+	onBroken func()           // closes broken, once
+	broken   chan struct{}    // closed when a channel of set closes
+	attached chan struct{}    // closed while a set is attached
 	next     atomic.Uint64
 	blocked  atomic.Bool
+
+	onReplaced func(error) // SetOnReplaced's
 }
+
+// SetOnReplaced has f told each time a channel is replaced because a
+// publish on it went unconfirmed (nil), or could not be (the error; the
+// attachment is then broken); for a log line. Call it before Attach. f is
+// called from a goroutine of its own and must not block for long.
+func (p *Publisher) SetOnReplaced(f func(error)) { p.onReplaced = f }
 
 // NewPublisher returns a Publisher that opens channels channels per connection.
 // One channel already pipelines thousands of confirms; a few more spread
@@ -76,7 +88,7 @@ func (p *Publisher) Attach(conn *amqp.Connection) error {
 		set = append(set, c)
 	}
 	p.mu.Lock()
-	p.set, p.broken = set, broken
+	p.set, p.broken, p.conn, p.onBroken = set, broken, conn, onBroken
 	close(p.attached)
 	p.mu.Unlock()
 	return nil
@@ -145,7 +157,7 @@ func (p *Publisher) Broken() <-chan struct{} {
 func (p *Publisher) Detach() {
 	p.mu.Lock()
 	set := p.set
-	p.set = nil
+	p.set, p.conn, p.onBroken = nil, nil, nil
 	select {
 	case <-p.attached:
 		p.attached = make(chan struct{})
@@ -175,7 +187,9 @@ func (p *Publisher) Ready() bool {
 // confirmed it or ctx ends. It returns nil only when the message is stored in
 // at least one queue. A ctx that ends first gives an error: the message may or
 // may not be stored, so the caller must treat it as not stored (and may
-// publish again, which can duplicate it).
+// publish again, which can duplicate it). A ctx whose deadline passes while
+// no resource alarm blocks the connection also has the channel replaced
+// (replace): give it the time a confirm may take (PUBLISH_TIMEOUT), not less.
 func (p *Publisher) Publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
 	if p.blocked.Load() {
 		return fmt.Errorf("%w: connection blocked by a broker resource alarm", ErrUnavailable)
@@ -198,7 +212,70 @@ func (p *Publisher) Publish(ctx context.Context, exchange, key string, msg amqp.
 	case err := <-result:
 		return err
 	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) && !p.blocked.Load() {
+			go p.replace(c)
+			return fmt.Errorf("%w: %w (no resource alarm: its channel is replaced)", ErrNotConfirmed, ctx.Err())
+		}
 		return fmt.Errorf("%w: %w", ErrNotConfirmed, ctx.Err())
+	}
+}
+
+// replace puts a new channel on the same connection in the place of c, a
+// channel on which a publish went unconfirmed for its caller's whole
+// deadline while no resource alarm explained it, and closes c: its
+// publishes still waiting fail as unconfirmed. RabbitMQ 3.10 can stop
+// confirming on a channel opened while a cluster node was down, even once
+// the node is back, while a new channel's publishes are confirmed (the
+// cluster suite saw a forwarder's event publishes never confirmed). Only
+// the channel is replaced, not the session: a node that is merely slow or
+// hung (a queue's leader on it) also leaves publishes unconfirmed, and a
+// new session would then wait in its topology declaration instead of
+// publishing. A channel that cannot be opened breaks the attachment.
+func (p *Publisher) replace(c *confirmChannel) {
+	if !c.retired.CompareAndSwap(false, true) {
+		return // another of its publishes did it
+	}
+	p.mu.RLock()
+	conn, onBroken, attached := p.conn, p.onBroken, slices.Contains(p.set, c)
+	p.mu.RUnlock()
+	if !attached {
+		return // detached meanwhile: Detach closes it
+	}
+	nc, err := openConfirmChannel(conn, onBroken)
+	if err != nil {
+		onBroken()
+		p.replaced(fmt.Errorf("replace a channel that did not confirm: %w", err))
+		return
+	}
+	p.mu.Lock()
+	i := slices.Index(p.set, c)
+	if i >= 0 {
+		p.set[i] = nc
+	}
+	p.mu.Unlock()
+	if i < 0 { // detached while the channel opened
+		nc.close()
+		return
+	}
+	c.close()
+	p.replaced(nil)
+}
+
+// LogReplaced is a SetOnReplaced function that logs each replacement to
+// log, naming what the publisher publishes.
+func LogReplaced(log *slog.Logger, what string) func(error) {
+	return func(err error) {
+		if err != nil {
+			log.Warn("a publishing channel did not confirm within its timeout and could not be replaced: starting a new session", "publishes", what, "err", err)
+			return
+		}
+		log.Warn("a publishing channel did not confirm within its timeout, with no resource alarm: replaced by a new one", "publishes", what)
+	}
+}
+
+func (p *Publisher) replaced(err error) {
+	if p.onReplaced != nil {
+		p.onReplaced(err)
 	}
 }
 
@@ -214,6 +291,7 @@ type confirmChannel struct {
 	closed    bool
 	done      chan struct{}
 	onBroken  func()
+	retired   atomic.Bool // replaced: its closing breaks nothing
 }
 
 func openConfirmChannel(conn *amqp.Connection, onBroken func()) (*confirmChannel, error) {
@@ -299,7 +377,9 @@ func (c *confirmChannel) loop(confirms <-chan amqp.Confirmation, returns <-chan 
 		case cf, ok := <-confirms:
 			if !ok {
 				c.failPending()
-				c.onBroken()
+				if !c.retired.Load() {
+					c.onBroken()
+				}
 				return
 			}
 			var err error

@@ -50,6 +50,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	queues := pkgmetrics.NewQueues(topo, cfg.Metrics.QueueInterval)
 	m := metrics.New(queues)
 	pub := broker.NewPublisher(cfg.PublisherChannels)
+	pub.SetOnReplaced(broker.LogReplaced(log.With("component", "publisher"), "moves and events"))
 	backendTLS, err := cfg.BackendTLS.Config("")
 	if err != nil {
 		return fmt.Errorf("configuration: CATERING_CA_FILE, CATERING_CLIENT_CERT_FILE, CATERING_CLIENT_KEY_FILE: %w", err)

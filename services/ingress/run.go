@@ -79,6 +79,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	topo := topology.New(cfg.Topology)
 	topo.Log = log
 	pub := broker.NewPublisher(cfg.PublisherChannels)
+	pub.SetOnReplaced(broker.LogReplaced(log, "registrations"))
 	// The accepted events publish on a channel of their own. Confirms come
 	// in order on a channel: sharing one, the registrations published
 	// after an event message (~256 events, every 100 ms) waited for its
@@ -97,6 +98,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		}
 		defer idx.Close()
 		evPub = broker.NewPublisher(1)
+		evPub.SetOnReplaced(broker.LogReplaced(log, "accepted events"))
 		opts = append(opts, httpapi.WithEvents(events.NewEmitter(evPub, topo.Events, "ingress", cfg.PublishTimeout).SetLinger(cfg.EventsLinger)), httpapi.WithLookup(idx))
 	} else {
 		log.Info("EVENTS=off: no event stream, no registration status (GET /catering/registrations/{id} is not served)")

@@ -389,15 +389,7 @@ func TestChaos_SIGTERMUnderLoad(t *testing.T) {
 // 503 at once and reports not ready instead of piling up waiting requests;
 // when the alarm clears it accepts again.
 func TestChaos_ResourceAlarmBlocksIngress(t *testing.T) {
-	b := chaosBroker(t)
-	topo := chaosTopology(t, b, fastRetries())
-	env := envFor(b, topo, topologyEnv(fastRetries()))
-	env["PUBLISH_TIMEOUT"] = "2s"
-	ing := start(t, "ingress", env, "INGRESS_ADDR", "INGRESS_ADDR_FILE")
-	load := newLoader(ing.addr)
-	if err := load.send(context.Background(), "alarm-before", registration("a1")); err != nil {
-		t.Fatal(err)
-	}
+	b, topo, ing, load := ingressAccepting(t, "2s", "alarm-before")
 
 	b.ctl(t, "set_vm_memory_high_watermark", "0.00001")
 	t.Cleanup(func() { b.ctl(t, "set_vm_memory_high_watermark", "0.4") })
@@ -437,6 +429,69 @@ func TestChaos_ResourceAlarmBlocksIngress(t *testing.T) {
 		t.Errorf("main queue holds %d, want the 2 accepted registrations (+1 possible duplicate)", d)
 	}
 	mustStop(t, ing)
+}
+
+// 6b. A publish that stays unconfirmed for PUBLISH_TIMEOUT while no
+// resource alarm blocks the connection gets its 503, and the ingress
+// replaces that channel with a new one on the same connection, keeping its
+// session: RabbitMQ 3.10 can stop confirming on a channel opened while a
+// node was down, and keeps failing it after the node returns, while a node
+// that is only slow must not cost a new session (whose topology
+// declaration would wait for it). The main queue's Ra server is suspended
+// (rabbitmqctl eval sys:suspend) to hold back one confirm without an alarm.
+func TestChaos_UnconfirmedPublishReplacesItsChannel(t *testing.T) {
+	b, topo, ing, load := ingressAccepting(t, "1s", "unconfirmed-before")
+	sessions := func() int { return strings.Count(ing.log.String(), `"msg":"ready to accept registrations"`) }
+	before := sessions()
+
+	// The quorum queue's Ra server, by its registered name.
+	raServer := fmt.Sprintf(`{ok, Q} = rabbit_amqqueue:lookup(rabbit_misc:r(<<"/">>, queue, <<"%s">>)), {Name, _} = amqqueue:get_pid(Q), Name`, topo.Queue)
+	b.ctl(t, "eval", raServer+", sys:suspend(Name).")
+	suspended := true
+	resume := func() {
+		if suspended {
+			b.ctl(t, "eval", raServer+", sys:resume(Name).")
+			suspended = false
+		}
+	}
+	t.Cleanup(resume)
+	resp, out := post(t, ing.addr, registration("u2"), map[string]string{"Idempotency-Key": "unconfirmed-during"})
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("POST while the queue cannot confirm: %d %v, want 503", resp.StatusCode, out)
+	}
+	resume()
+
+	waitLog(t, ing, "replaced by a new one", []string{`"publishes":"registrations"`}, 20*time.Second)
+	if err := load.send(context.Background(), "unconfirmed-after", registration("u3")); err != nil {
+		t.Fatalf("after the channel was replaced: %v", err)
+	}
+	if got := sessions(); got != before {
+		t.Errorf("%d sessions after the replacement, want %d: the channel alone is replaced, the connection and its session stay", got, before)
+	}
+	// The held publish is stored once the queue resumes (its client was
+	// told 503 and would retry with its key): 2 or 3.
+	if d := depth(t, b, topo.Queue); d < 2 || d > 3 {
+		t.Errorf("main queue holds %d, want the 2 accepted registrations (+1 possible duplicate)", d)
+	}
+	fmt.Printf("chaos 6b: a confirm held back for PUBLISH_TIMEOUT without an alarm: 503, its channel replaced, sessions %d → %d\n", before, sessions())
+	mustStop(t, ing)
+}
+
+// ingressAccepting starts an ingress alone on the suite's node, with
+// PUBLISH_TIMEOUT publishTimeout, and has it accept one registration
+// (Idempotency-Key first) before the scenario's fault.
+func ingressAccepting(t *testing.T, publishTimeout, first string) (*privateBroker, *topology.Topology, *process, *loader) {
+	t.Helper()
+	b := chaosBroker(t)
+	topo := chaosTopology(t, b, fastRetries())
+	env := envFor(b, topo, topologyEnv(fastRetries()))
+	env["PUBLISH_TIMEOUT"] = publishTimeout
+	ing := start(t, "ingress", env, "INGRESS_ADDR", "INGRESS_ADDR_FILE")
+	load := newLoader(ing.addr)
+	if err := load.send(context.Background(), first, registration(first)); err != nil {
+		t.Fatal(err)
+	}
+	return b, topo, ing, load
 }
 
 func readyz(t *testing.T, addr string) int {
